@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// The `flowgate` CLI: one subcommand per process, `start` for all of them. The only module that
+// touches `process` (arguments, signals, exit codes) besides lib/config.ts reading the environment.
+import type { ChildProcess } from 'node:child_process'
+import { ConfigError, describeConfig, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
+import { createLogger, type Logger } from '../lib/logger.js'
+import type { Running } from '../lib/shutdown.js'
+import { ensureNats, NatsMissingError } from './dev-nats.js'
+
+type Starter = (config: Config, log: Logger) => Promise<Running>
+
+// Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
+const processes: Record<string, () => Promise<Starter>> = {
+  flows: async () => (await import('../flows/main.js')).start,
+  gateway: async () => (await import('../server/main.js')).start,
+}
+
+const HELP = `flowgate <command>
+
+  start         everything for local use (starts a local nats-server if none is running)
+  gateway       the HTTP gateway
+  flows         a flow worker (run several to scale)
+  config        print every setting, its variable and default
+
+Configuration comes from the environment; see README.md.`
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    console.log(HELP)
+    return command ? 0 : 2
+  }
+  if (command === 'config') {
+    for (const c of describeConfig()) console.log(`${c.env.padEnd(28)} ${c.default.padEnd(24)} ${c.description}`)
+    return 0
+  }
+  const config = loadConfig()
+  const log = createLogger(config, { pid: process.pid })
+  if (isDefaultSecret(config) && config.nodeEnv !== 'test') log.warn('JWT_SECRET is the public development default; set it before exposing this gateway')
+
+  let devNats: ChildProcess | undefined
+  const started: Running[] = []
+  const names = command === 'start' ? Object.keys(processes) : [command]
+  for (const name of names) if (!processes[name]) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
+  if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
+
+  const stopAll = async (): Promise<boolean> => {
+    let clean = true
+    for (const r of started.reverse()) clean = (await r.close()) && clean
+    devNats?.kill('SIGTERM')
+    log.flush()
+    return clean
+  }
+  const done = new Promise<number>((resolve) => {
+    let stopping = false
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) return
+      stopping = true
+      log.info({ signal }, 'stopping')
+      void stopAll().then((clean) => resolve(clean ? 0 : 1))
+    }
+    process.once('SIGTERM', onSignal)
+    process.once('SIGINT', onSignal)
+  })
+
+  try {
+    if (command === 'start') devNats = await ensureNats(config, (line) => console.log(line))
+    for (const name of names) {
+      const starter = await processes[name]!()
+      started.push(await starter(config, log))
+    }
+  } catch (err) {
+    await stopAll()
+    throw err
+  }
+  for (const r of started) console.log(`✔ ${r.describe}`)
+  if (command === 'start' || command === 'gateway') {
+    const base = `http://localhost:${config.port}`
+    console.log(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck\n  open ${base}/docs\n`)
+  }
+  return done
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof NatsMissingError || err instanceof UsageError) console.error(err.message)
+    else console.error('flowgate failed to start:', err)
+    process.exitCode = err instanceof UsageError ? 2 : 1
+  },
+)

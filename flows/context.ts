@@ -1,0 +1,141 @@
+// What a flow's run() receives. ctx.step() is where tracing happens: each step is timed, logged
+// once, given a span and published on traces.<traceId> so `nats sub 'traces.>'` shows it live.
+import type { NatsConnection } from 'nats'
+import type { Principal } from '../lib/auth.js'
+import { toFlowgateError } from '../lib/errors.js'
+import type { Logger } from '../lib/logger.js'
+import { subjects } from '../lib/subjects.js'
+import type { Tracing } from '../lib/telemetry.js'
+
+/** What flows may use. Processes that host flows fill it in at start-up. */
+export interface FlowDeps {
+  nats: NatsConnection
+  /** Named health probes (database, Redis, ...) that the healthcheck flow runs; each rejects when down. */
+  probes: Record<string, () => Promise<unknown>>
+}
+
+export interface FlowContext {
+  readonly flow: string
+  readonly requestId: string
+  readonly traceId: string
+  /** The span of the current step (or of the flow, outside any step). */
+  readonly spanId: string
+  /** The verified caller, or undefined for an anonymous call to a public flow. */
+  readonly user: Principal | undefined
+  readonly log: Logger
+  /** Aborted when the deadline passes or the caller goes away. */
+  readonly signal: AbortSignal
+  readonly deps: FlowDeps
+  /** Runs one named step; steps nest through the ctx handed to `fn`. */
+  step<T>(name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T>
+}
+
+/** One published step event (what `traces.<traceId>` carries). */
+export interface StepEvent {
+  v: 1
+  traceId: string
+  spanId: string
+  parentSpanId: string
+  requestId: string
+  flow: string
+  step: string
+  outcome: 'ok' | 'error'
+  errorCode?: string
+  error?: string
+  startedAt: number
+  durationMs: number
+}
+
+export interface ContextInit {
+  flow: string
+  requestId: string
+  traceId: string
+  spanId: string
+  user: Principal | undefined
+  log: Logger
+  signal: AbortSignal
+  deps: FlowDeps
+  tracing: Tracing
+  /** Where step events go; undefined disables publishing. */
+  publishStep: ((event: StepEvent) => void) | undefined
+  /** Set to the name of the step that failed first, for the flow's own failure log line. */
+  onStepFailed: (step: string) => void
+}
+
+export function createContext(init: ContextInit, stepPath = ''): FlowContext {
+  const ctx: FlowContext = {
+    flow: init.flow,
+    requestId: init.requestId,
+    traceId: init.traceId,
+    spanId: init.spanId,
+    user: init.user,
+    log: init.log,
+    signal: init.signal,
+    deps: init.deps,
+    step: (name, fn) => runStep(init, stepPath, name, fn),
+  }
+  return ctx
+}
+
+async function runStep<T>(init: ContextInit, parentPath: string, name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T> {
+  const stepName = parentPath ? `${parentPath}/${name}` : name
+  const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, init.spanId, { 'flowgate.flow': init.flow })
+  const log = init.log.child({ step: stepName, span_id: span.spanId, parent_span_id: init.spanId })
+  const child = createContext({ ...init, spanId: span.spanId, log }, stepName)
+  const startedAt = Date.now()
+  const t0 = performance.now()
+  try {
+    const result = await fn(child)
+    const durationMs = round(performance.now() - t0)
+    log.info({ outcome: 'ok', durationMs }, 'step ok')
+    span.end()
+    init.publishStep?.({
+      v: 1,
+      traceId: init.traceId,
+      spanId: span.spanId,
+      parentSpanId: init.spanId,
+      requestId: init.requestId,
+      flow: init.flow,
+      step: stepName,
+      outcome: 'ok',
+      startedAt,
+      durationMs,
+    })
+    return result
+  } catch (err) {
+    const durationMs = round(performance.now() - t0)
+    const fe = toFlowgateError(err)
+    const message = err instanceof Error ? err.message : String(err)
+    log.warn({ outcome: 'error', durationMs, errorCode: fe.code, err: fe.status >= 500 ? err : undefined, error: message }, 'step failed')
+    span.end({ code: fe.code, message })
+    init.onStepFailed(stepName)
+    init.publishStep?.({
+      v: 1,
+      traceId: init.traceId,
+      spanId: span.spanId,
+      parentSpanId: init.spanId,
+      requestId: init.requestId,
+      flow: init.flow,
+      step: stepName,
+      outcome: 'error',
+      errorCode: fe.code,
+      error: fe.status >= 500 ? undefined : message,
+      startedAt,
+      durationMs,
+    })
+    throw err
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 1000) / 1000
+
+/** Publishes step events on `traces.<traceId>`; never throws into the flow. */
+export function stepPublisher(nc: NatsConnection, onDrop: () => void): (event: StepEvent) => void {
+  return (event) => {
+    try {
+      nc.publish(subjects.trace(event.traceId), JSON.stringify(event))
+    } catch {
+      onDrop()
+    }
+  }
+}

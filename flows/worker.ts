@@ -1,0 +1,189 @@
+// Hosts flows as NATS micro-service endpoints in one queue group. Each delivery is one run:
+// input checked again here (the bus is untrusted), the caller's token verified here, a deadline
+// enforced through ctx.signal, and the reply always an envelope.
+import { headers as natsHeaders, type Msg, type NatsConnection, type Service } from 'nats'
+import { Value } from '@sinclair/typebox/value'
+import type { Config } from '../lib/config.js'
+import { authorize, type TokenService } from '../lib/auth.js'
+import { errorEnvelope, successEnvelope } from '../lib/envelope.js'
+import { errors, FlowgateError, toFlowgateError } from '../lib/errors.js'
+import type { Logger } from '../lib/logger.js'
+import { Semaphore } from '../lib/semaphore.js'
+import { FLOW_QUEUE_GROUP, FLOW_SERVICE_NAME, headers, subjects } from '../lib/subjects.js'
+import type { Tracing } from '../lib/telemetry.js'
+import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
+import { createContext, stepPublisher, type FlowDeps } from './context.js'
+import { flowMetadata, isFlowResult, type Flow } from './define.js'
+import { typeboxFieldErrors as fieldErrors } from '../lib/validation.js'
+
+export interface FlowWorkerDeps {
+  nats: NatsConnection
+  log: Logger
+  tokens: TokenService
+  tracing: Tracing
+  /** What flows reach through ctx.deps. */
+  flowDeps: FlowDeps
+}
+
+export interface FlowWorker {
+  readonly service: Service
+  /** Runs in progress and waiting, for tests and /ready. */
+  stats(): { running: number; queued: number; refused: number; stepEventsDropped: number }
+  /** Stops taking requests (the endpoints unsubscribe), lets running flows finish (bounded). */
+  stop(timeoutMs: number): Promise<void>
+}
+
+const encoder = new TextEncoder()
+
+/** Registers every flow as an endpoint of the `flowgate-flows` micro service. */
+export async function createFlowWorker(
+  config: Pick<Config, 'flowConcurrency' | 'flowQueueLimit' | 'requestTimeoutMs'>,
+  deps: FlowWorkerDeps,
+  flows: readonly Flow[],
+  version = '0.1.0',
+): Promise<FlowWorker> {
+  const { nats: nc, log, tokens, tracing } = deps
+  const gate = new Semaphore(config.flowConcurrency, config.flowQueueLimit)
+  const inflight = new Map<string, AbortController>()
+  let refused = 0
+  let stepEventsDropped = 0
+  const publishStep = stepPublisher(nc, () => stepEventsDropped++)
+
+  const service = await nc.services.add({
+    name: FLOW_SERVICE_NAME,
+    version,
+    description: 'Flowgate flows',
+    queue: FLOW_QUEUE_GROUP,
+    metadata: { 'flowgate.concurrency': String(config.flowConcurrency) },
+  })
+
+  for (const flow of flows) {
+    const handle = (err: Error | null, msg: Msg) => {
+      if (err) {
+        log.error({ err, flow: flow.name }, 'endpoint subscription failed')
+        return
+      }
+      const slot = gate.acquire()
+      if (slot === false) {
+        refused++
+        respond(msg, undefined, errors.serviceUnavailable('Worker overloaded'), parseTraceparent(msg.headers?.get(headers.traceparent)).traceId)
+        return
+      }
+      const run = () =>
+        runFlow(flow, msg).finally(() => gate.release())
+      if (slot === true) void run()
+      else void slot.then(run)
+    }
+    service.addEndpoint(flow.endpoint, { subject: flow.subject, handler: handle, metadata: flowMetadata(flow), queue: FLOW_QUEUE_GROUP })
+  }
+
+  // A gateway whose caller went away asks for the run to be aborted (by request id).
+  const cancelSub = nc.subscribe(subjects.cancel, {
+    callback: (_err, msg) => inflight.get(msg.string())?.abort(errors.gatewayTimeout('Caller went away')),
+  })
+
+  nc.publish(subjects.discoveryAnnounce, JSON.stringify({ service: FLOW_SERVICE_NAME, id: service.info().id }))
+
+  async function runFlow(flow: Flow, msg: Msg): Promise<void> {
+    const h = msg.headers
+    const trace = parseTraceparent(h?.get(headers.traceparent), h?.get(headers.tracestate))
+    const requestId = acceptRequestId(h?.get(headers.requestId))
+    const span = tracing.startSpan(`flow ${flow.name}`, trace.traceId, trace.parentSpanId, { 'flowgate.flow': flow.name })
+    const traceId = span.traceId
+    const flowLog = log.child({ flow: flow.name, trace_id: traceId, span_id: span.spanId, request_id: requestId })
+    const t0 = performance.now()
+    const controller = new AbortController()
+    let timer: NodeJS.Timeout | undefined
+    let failedStep: string | undefined
+    inflight.set(requestId, controller)
+    try {
+      const deadline = Number(h?.get(headers.deadline)) || Date.now() + (flow.timeoutMs ?? config.requestTimeoutMs)
+      const left = deadline - Date.now()
+      if (left <= 0) throw errors.gatewayTimeout()
+      const aborted = new Promise<never>((_, reject) => {
+        controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
+      })
+      timer = setTimeout(() => controller.abort(errors.gatewayTimeout()), left)
+
+      const input = decodeInput(msg.data)
+      if (flow.hasDefaults) Value.Default(flow.input, input)
+      if (!flow.inputCheck.Check(input)) throw errors.validation(fieldErrors(flow.inputCheck.Errors(input)))
+      const user = authorize(flow.auth, h?.get(headers.authorization), tokens)
+      const ctx = createContext({
+        flow: flow.name,
+        requestId,
+        traceId,
+        spanId: span.spanId,
+        user,
+        log: flowLog,
+        signal: controller.signal,
+        deps: deps.flowDeps,
+        tracing,
+        publishStep,
+        onStepFailed: (step) => (failedStep ??= step),
+      })
+      const returned = await Promise.race([flow.run(input, ctx), aborted])
+      const [data, status] = isFlowResult(returned) ? [returned.data, returned.status] : [returned, flow.http?.status ?? 200]
+      if (!flow.outputCheck.Check(data)) {
+        const detail = fieldErrors(flow.outputCheck.Errors(data))
+        throw errors.internal('Flow output does not match its schema', new Error(JSON.stringify(detail)))
+      }
+      respond(msg, data, undefined, traceId, status)
+      span.end()
+      flowLog.info({ outcome: 'ok', status, durationMs: ms(t0) }, 'flow ok')
+    } catch (thrown) {
+      const err = toFlowgateError(thrown)
+      respond(msg, undefined, err, traceId)
+      span.end({ code: err.code, message: err.message })
+      const fields = { outcome: 'error', status: err.status, errorCode: err.code, failedStep, durationMs: ms(t0) }
+      if (err.status >= 500 && err.code !== 'GATEWAY_TIMEOUT' && err.code !== 'SERVICE_UNAVAILABLE') {
+        flowLog.error({ ...fields, err: thrown }, 'flow failed')
+      } else {
+        flowLog.info({ ...fields, error: err.message }, 'flow refused')
+      }
+    } finally {
+      clearTimeout(timer)
+      inflight.delete(requestId)
+    }
+  }
+
+  function respond(msg: Msg, data: unknown, err: FlowgateError | undefined, traceId: string, status = 200): void {
+    if (!msg.reply) return
+    try {
+      if (!err) {
+        msg.respond(encoder.encode(successEnvelope(data, status, traceId)))
+        return
+      }
+      // Unexpected failures are masked: the real error is logged by the caller, never sent.
+      const masked = err.code === 'INTERNAL_ERROR' ? new FlowgateError('INTERNAL_ERROR', undefined, { stack: false }) : err
+      const h = natsHeaders()
+      h.set(headers.serviceError, masked.message)
+      h.set(headers.serviceErrorCode, String(masked.status))
+      msg.respond(encoder.encode(JSON.stringify(errorEnvelope(masked, traceId))), { headers: h })
+    } catch (e) {
+      log.warn({ err: e }, 'could not reply (connection closing?)')
+    }
+  }
+
+  return {
+    service,
+    stats: () => ({ running: gate.running, queued: gate.queued, refused, stepEventsDropped }),
+    async stop(timeoutMs) {
+      cancelSub.unsubscribe()
+      await service.stop()
+      const end = Date.now() + timeoutMs
+      while ((gate.running > 0 || gate.queued > 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
+    },
+  }
+}
+
+function decodeInput(data: Uint8Array): unknown {
+  if (data.length === 0) return {}
+  try {
+    return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'))
+  } catch {
+    throw errors.validation([{ field: '', message: 'body is not valid JSON' }], 'Malformed JSON')
+  }
+}
+
+const ms = (t0: number) => Math.round((performance.now() - t0) * 1000) / 1000

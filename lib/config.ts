@@ -1,0 +1,147 @@
+// The one place that reads the environment. Every setting is declared once below with the
+// environment variable it comes from, its default and its bounds; loadConfig() converts, checks
+// and freezes, and reports every invalid variable at once instead of stopping at the first.
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+const env = (name: string, description: string) => ({ env: name, description })
+const Str = (name: string, description: string, def: string, opts: { minLength?: number; pattern?: string } = {}) =>
+  Type.String({ ...env(name, description), default: def, ...opts })
+const Int = (name: string, description: string, def: number, minimum: number, maximum: number) =>
+  Type.Integer({ ...env(name, description), default: def, minimum, maximum })
+const Num = (name: string, description: string, def: number, minimum: number, maximum: number) =>
+  Type.Number({ ...env(name, description), default: def, minimum, maximum })
+const Bool = (name: string, description: string, def: boolean) => Type.Boolean({ ...env(name, description), default: def })
+const Opt = (name: string, description: string) => Type.Optional(Type.String({ ...env(name, description), minLength: 1 }))
+/** A comma-separated list in the environment; an array here. */
+const List = (name: string, description: string) =>
+  Type.Array(Type.String({ minLength: 1 }), { ...env(name, description), default: [], list: true })
+
+export const ConfigSchema = Type.Object({
+  nodeEnv: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    ...env('NODE_ENV', 'development, production or test; production refuses default secrets'),
+    default: 'development',
+  }),
+  host: Str('HOST', 'address the gateway listens on', '0.0.0.0'),
+  port: Int('PORT', 'gateway HTTP port', 3000, 0, 65535),
+  natsUrl: Str('NATS_URL', 'NATS server(s), comma-separated', 'nats://127.0.0.1:4222'),
+  natsConnectTimeoutMs: Int('NATS_CONNECT_TIMEOUT_MS', 'how long to wait for NATS at start', 2000, 100, 60000),
+  dataDir: Str('DATA_DIR', 'project-local data (embedded PostgreSQL, a NATS started by `flowgate start`)', '.flowgate'),
+  logLevel: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { ...env('LOG_LEVEL', 'pino level'), default: 'info' },
+  ),
+  requestTimeoutMs: Int('REQUEST_TIMEOUT_MS', 'default deadline of a flow call; a flow may declare its own', 5000, 50, 300000),
+  bodyLimitBytes: Int('BODY_LIMIT_BYTES', 'largest accepted request body', 1048576, 1024, 67108864),
+  maxPendingRequests: Int('MAX_PENDING_REQUESTS', 'flow calls in flight per gateway before 503', 10000, 1, 1000000),
+  discoveryIntervalMs: Int('DISCOVERY_INTERVAL_MS', 'how often the gateway re-reads $SRV.INFO', 2000, 100, 600000),
+  discoveryWaitMs: Int('DISCOVERY_WAIT_MS', 'how long one discovery round collects answers', 300, 20, 10000),
+  flowConcurrency: Int('FLOW_CONCURRENCY', 'flow runs at once per worker process', 64, 1, 10000),
+  flowQueueLimit: Int('FLOW_QUEUE_LIMIT', 'requests a busy worker holds before answering 503', 1000, 0, 1000000),
+  shutdownTimeoutMs: Int('SHUTDOWN_TIMEOUT_MS', 'deadline for a graceful stop', 10000, 100, 600000),
+  trustProxy: List('TRUST_PROXY', 'trusted proxy addresses/CIDRs; X-Forwarded-For is ignored unless the peer is one'),
+  corsOrigins: List('CORS_ORIGINS', 'allowed CORS origins; CORS is off when empty'),
+  databaseUrl: Opt('DATABASE_URL', 'PostgreSQL URL; unset = embedded PGlite under DATA_DIR'),
+  dbPoolMax: Int('DB_POOL_MAX', 'PostgreSQL pool size per process', 10, 1, 1000),
+  dbStatementTimeoutMs: Int('DB_STATEMENT_TIMEOUT_MS', 'per-statement timeout', 5000, 100, 600000),
+  dbConnectTimeoutMs: Int('DB_CONNECT_TIMEOUT_MS', 'how long a query waits for a PostgreSQL connection before 503', 2000, 100, 60000),
+  redisUrl: Str('REDIS_URL', 'Redis behind the cache proxy', 'redis://127.0.0.1:6379'),
+  cacheUrl: Opt('CACHE_URL', 'where flows reach Redis; default: the cache proxy'),
+  cacheProxyHost: Str('CACHE_PROXY_HOST', 'address the cache proxy listens on', '127.0.0.1'),
+  cacheProxyPort: Int('CACHE_PROXY_PORT', 'cache proxy RESP port', 6380, 0, 65535),
+  cachePolicyFile: Opt('CACHE_POLICY_FILE', 'YAML cache policy; unset = the built-in default'),
+  cacheCommandTimeoutMs: Int('CACHE_COMMAND_TIMEOUT_MS', 'a flow cache command slower than this is skipped (the flow reads the database)', 250, 10, 10000),
+  cacheMaxBytes: Int('CACHE_MAX_BYTES', 'local cache size bound', 67108864, 0, 17179869184),
+  jwtSecret: Str('JWT_SECRET', 'HMAC secret for tokens (>= 32 chars in production)', 'flowgate-development-secret-do-not-use', {
+    minLength: 1,
+  }),
+  jwtIssuer: Str('JWT_ISSUER', 'iss of issued tokens, checked on verify', 'flowgate'),
+  jwtAudience: Str('JWT_AUDIENCE', 'aud of issued tokens, checked on verify', 'flowgate-api'),
+  jwtTtlSec: Int('JWT_TTL_SEC', 'lifetime of issued tokens', 3600, 30, 604800),
+  jwtClockSkewSec: Int('JWT_CLOCK_SKEW_SEC', 'tolerated clock skew on exp/nbf/iat', 30, 0, 300),
+  adminEmail: Opt('ADMIN_EMAIL', 'root admin created by the seed'),
+  adminPassword: Opt('ADMIN_PASSWORD', 'its password; unset in development = random, printed once'),
+  seedClientId: Str('SEED_CLIENT_ID', 'API client created by the seed', 'flowgate-dev', { minLength: 3, pattern: '^[A-Za-z0-9._-]{3,64}$' }),
+  seedClientSecret: Opt('SEED_CLIENT_SECRET', 'its secret; unset in development = random, printed once; unset in production = no client'),
+  rateLimitCapacity: Int('RATE_LIMIT_CAPACITY', 'token bucket size', 10, 1, 1000000),
+  rateLimitRefillPerSec: Num('RATE_LIMIT_REFILL_PER_SEC', 'tokens added per second', 2, 0.001, 1000000),
+  rateLimitStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], {
+    ...env('RATE_LIMIT_STORE', 'memory (per gateway) or redis (shared by gateways)'),
+    default: 'memory',
+  }),
+  rateLimitMaxKeys: Int('RATE_LIMIT_MAX_KEYS', 'buckets kept in memory before the idlest are evicted', 100000, 100, 10000000),
+  eventsEnabled: Bool('EVENTS_ENABLED', 'publish gateway events to JetStream', true),
+  eventsBufferSize: Int('EVENTS_BUFFER_SIZE', 'events waiting to be published before new ones are dropped', 10000, 1, 1000000),
+  autoBlockHits: Int('AUTOBLOCK_HITS', 'rate-limit hits that block an address', 5, 1, 100000),
+  autoBlockWindowSec: Int('AUTOBLOCK_WINDOW_SEC', 'window in which the hits are counted', 60, 1, 86400),
+  autoBlockTtlSec: Int('AUTOBLOCK_TTL_SEC', 'how long a block lasts', 900, 1, 2592000),
+  latencySpikeFactor: Num('LATENCY_SPIKE_FACTOR', 'alert when a request is this many times the rolling mean', 3, 1, 1000),
+  latencyWindow: Int('LATENCY_WINDOW', 'requests in the rolling mean per route', 50, 2, 10000),
+  rateLimitEnabled: Bool('RATE_LIMIT_ENABLED', 'token-bucket rate limiting at the edge', true),
+  rateLimitRoutes: List('RATE_LIMIT_ROUTES', 'per-route limits: "METHOD /path=capacity:refillPerSec" (path as the route template)'),
+  rateLimitRedisTimeoutMs: Int('RATE_LIMIT_REDIS_TIMEOUT_MS', 'a Redis limiter call slower than this lets the request through', 100, 5, 10000),
+  blocklistEnabled: Bool('BLOCKLIST_ENABLED', 'refuse addresses on the KV blocklist', true),
+  eventsMaxAgeSec: Int('EVENTS_MAX_AGE_SEC', 'how long the gateway event stream keeps events', 86400, 60, 31536000),
+  eventsMaxBytes: Int('EVENTS_MAX_BYTES', 'size bound of the gateway event stream', 1073741824, 1048576, 1099511627776),
+  eventsDuplicateWindowSec: Int('EVENTS_DUPLICATE_WINDOW_SEC', 'window in which a repeated Nats-Msg-Id is dropped', 120, 1, 86400),
+  otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
+  otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
+  servicesFile: Opt('SERVICES_FILE', 'YAML of proxy routes to HTTP upstreams'),
+})
+
+export type Config = Readonly<Static<typeof ConfigSchema>>
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[]
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+type Annotated = TSchema & { env: string; description: string; list?: boolean; default?: unknown }
+const properties = ConfigSchema.properties as unknown as Record<string, Annotated>
+
+/** Every setting with its variable, default and description (for the README table and `flowgate config`). */
+export function describeConfig(): Array<{ env: string; default: string; description: string }> {
+  return Object.values(properties).map((p) => ({
+    env: p.env,
+    default: p.default === undefined ? '' : Array.isArray(p.default) ? p.default.join(',') : String(p.default),
+    description: p.description,
+  }))
+}
+
+const DEFAULT_SECRET = (properties.jwtSecret as Annotated).default as string
+
+/** Reads, converts and checks the environment once; the result is frozen. */
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {}
+  for (const [key, prop] of Object.entries(properties)) {
+    const value = source[prop.env]
+    if (value === undefined || value === '') continue
+    raw[key] = prop.list ? value.split(',').map((s) => s.trim()).filter(Boolean) : value.trim()
+  }
+  return parseConfig(raw)
+}
+
+/** Checks a partial literal config (tests pass one) and fills defaults. */
+export function parseConfig(partial: Record<string, unknown>): Config {
+  const value = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, structuredClone(partial)))
+  const problems = [...Value.Errors(ConfigSchema, value)].map((e) => {
+    const key = e.path.split('/')[1] ?? ''
+    const name = properties[key]?.env ?? key
+    return `${name}: ${e.message} (got ${JSON.stringify(e.value)})`
+  })
+  const config = value as Static<typeof ConfigSchema>
+  if (config.nodeEnv === 'production') {
+    if (config.jwtSecret === DEFAULT_SECRET) problems.push('JWT_SECRET: must be set in production (the default is public)')
+    else if (config.jwtSecret.length < 32) problems.push('JWT_SECRET: must be at least 32 characters in production')
+  }
+  if (problems.length > 0) throw new ConfigError([...new Set(problems)])
+  return Object.freeze(config)
+}
+
+export function isDefaultSecret(config: Config): boolean {
+  return config.jwtSecret === DEFAULT_SECRET
+}

@@ -1,0 +1,31 @@
+import { connect, type NatsConnection } from 'nats'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+
+export type { NatsConnection }
+
+/** Connects to NATS (bounded wait), reconnecting forever afterwards; status changes are logged. */
+export async function connectNats(
+  config: Pick<Config, 'natsUrl' | 'natsConnectTimeoutMs'>,
+  log: Logger,
+  name: string,
+): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: config.natsUrl.split(',').map((s) => s.trim()),
+    name,
+    timeout: config.natsConnectTimeoutMs,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    pingInterval: 10_000,
+    waitOnFirstConnect: false,
+  })
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
+        log.warn({ nats: s.type, server: String(s.data) }, `NATS ${s.type}`)
+      }
+    }
+  })()
+  return nc
+}

@@ -1,0 +1,108 @@
+// Starts a real server binary for a test file: a free port, a temp dir, a readiness probe raced
+// against early exit, and a clear message when the binary is missing.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `flowgate-${prefix}-`))
+}
+
+/** The path of a binary, or a thrown error naming the package to install. */
+export function requireBinary(name: string, candidates: string[], hint: string): string {
+  for (const c of [name, ...candidates]) {
+    const r = spawnSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' })
+    if (r.status === 0 && r.stdout.trim()) return r.stdout.trim()
+  }
+  throw new Error(`${name} not found on PATH: ${hint}`)
+}
+
+export interface ServerProcess {
+  child: ChildProcess
+  dir: string
+  stop(): Promise<void>
+  /** SIGKILL, for fault tests; the dir stays so the server can be started again on it. */
+  kill(): Promise<void>
+  output(): string
+}
+
+export async function startProcess(opts: {
+  name: string
+  bin: string
+  args: string[]
+  dir: string
+  ready: () => Promise<boolean>
+  timeoutMs?: number
+  removeDir?: boolean
+}): Promise<ServerProcess> {
+  const child = spawn(opts.bin, opts.args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  const collect = (b: Buffer) => {
+    out = (out + b.toString()).slice(-8192)
+  }
+  child.stdout?.on('data', collect)
+  child.stderr?.on('data', collect)
+  let exited: number | null | undefined
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', (code) => {
+      exited = code
+      resolve()
+    }),
+  )
+  const deadline = Date.now() + (opts.timeoutMs ?? 15_000)
+  for (;;) {
+    if (exited !== undefined) throw new Error(`${opts.name} exited early (code ${exited}):\n${out}`)
+    if (await opts.ready().catch(() => false)) break
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`${opts.name} not ready in time:\n${out}`)
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  const waitExit = async (signal: NodeJS.Signals) => {
+    if (exited !== undefined) return
+    child.kill(signal)
+    await Promise.race([exit, new Promise((r) => setTimeout(r, 5000))])
+    if (exited === undefined) {
+      child.kill('SIGKILL')
+      await exit
+    }
+  }
+  return {
+    child,
+    dir: opts.dir,
+    output: () => out,
+    kill: () => waitExit('SIGKILL'),
+    async stop() {
+      await waitExit('SIGTERM')
+      if (opts.removeDir !== false) rmSync(opts.dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Resolves when a TCP port accepts connections. */
+export async function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  const { connect } = await import('node:net')
+  return new Promise((resolve) => {
+    const s = connect(port, host)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
