@@ -85,7 +85,8 @@ class UsageError extends Error {}
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code
+    // Everything was closed in order (or given up on at the deadline); timers a library left behind must not keep us up.
+    process.exit(code)
   },
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof NatsMissingError || err instanceof UsageError) console.error(err.message)

@@ -4,6 +4,7 @@ import type { NatsConnection } from 'nats'
 import type { Principal } from '../lib/auth.js'
 import { toFlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
+import type { PublishBatcher } from '../lib/publish-batch.js'
 import { subjects } from '../lib/subjects.js'
 import type { Tracing } from '../lib/telemetry.js'
 
@@ -52,8 +53,10 @@ export interface ContextInit {
   traceId: string
   spanId: string
   user: Principal | undefined
-  log: Logger
-  signal: AbortSignal
+  /** The worker's logger; ctx.log is a child of it made on first use. */
+  baseLog: Logger
+  /** The run's abort signal, made on first use (most flows never look at it). */
+  signal: () => AbortSignal
   deps: FlowDeps
   tracing: Tracing
   /** Where step events go; undefined disables publishing. */
@@ -63,31 +66,54 @@ export interface ContextInit {
 }
 
 export function createContext(init: ContextInit, stepPath = ''): FlowContext {
-  const ctx: FlowContext = {
+  let log: Logger | undefined
+  return {
     flow: init.flow,
     requestId: init.requestId,
     traceId: init.traceId,
     spanId: init.spanId,
     user: init.user,
-    log: init.log,
-    signal: init.signal,
+    get log() {
+      log ??= init.baseLog.child(logBindings(init, stepPath))
+      return log
+    },
+    get signal() {
+      return init.signal()
+    },
     deps: init.deps,
     step: (name, fn) => runStep(init, stepPath, name, fn),
   }
-  return ctx
 }
+
+const logBindings = (init: ContextInit, step: string) => ({
+  flow: init.flow,
+  trace_id: init.traceId,
+  span_id: init.spanId,
+  request_id: init.requestId,
+  ...(step ? { step } : {}),
+})
 
 async function runStep<T>(init: ContextInit, parentPath: string, name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T> {
   const stepName = parentPath ? `${parentPath}/${name}` : name
   const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, init.spanId, { 'flowgate.flow': init.flow })
-  const log = init.log.child({ step: stepName, span_id: span.spanId, parent_span_id: init.spanId })
-  const child = createContext({ ...init, spanId: span.spanId, log }, stepName)
+  const child = createContext({ ...init, spanId: span.spanId }, stepName)
   const startedAt = Date.now()
   const t0 = performance.now()
+  // One line per step, written with explicit fields rather than a child logger per step: this is the hot path.
+  const line = {
+    flow: init.flow,
+    step: stepName,
+    trace_id: init.traceId,
+    span_id: span.spanId,
+    parent_span_id: init.spanId,
+    request_id: init.requestId,
+    outcome: 'ok' as 'ok' | 'error',
+    durationMs: 0,
+  }
   try {
     const result = await fn(child)
-    const durationMs = round(performance.now() - t0)
-    log.info({ outcome: 'ok', durationMs }, 'step ok')
+    line.durationMs = round(performance.now() - t0)
+    init.baseLog.info(line, 'step ok')
     span.end()
     init.publishStep?.({
       v: 1,
@@ -99,14 +125,15 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
       step: stepName,
       outcome: 'ok',
       startedAt,
-      durationMs,
+      durationMs: line.durationMs,
     })
     return result
   } catch (err) {
-    const durationMs = round(performance.now() - t0)
+    line.durationMs = round(performance.now() - t0)
+    line.outcome = 'error'
     const fe = toFlowgateError(err)
     const message = err instanceof Error ? err.message : String(err)
-    log.warn({ outcome: 'error', durationMs, errorCode: fe.code, err: fe.status >= 500 ? err : undefined, error: message }, 'step failed')
+    init.baseLog.warn({ ...line, errorCode: fe.code, error: message, err: fe.status >= 500 ? err : undefined }, 'step failed')
     span.end({ code: fe.code, message })
     init.onStepFailed(stepName)
     init.publishStep?.({
@@ -121,7 +148,7 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
       errorCode: fe.code,
       error: fe.status >= 500 ? undefined : message,
       startedAt,
-      durationMs,
+      durationMs: line.durationMs,
     })
     throw err
   }
@@ -129,13 +156,9 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000
 
+const encoder = new TextEncoder()
+
 /** Publishes step events on `traces.<traceId>`; never throws into the flow. */
-export function stepPublisher(nc: NatsConnection, onDrop: () => void): (event: StepEvent) => void {
-  return (event) => {
-    try {
-      nc.publish(subjects.trace(event.traceId), JSON.stringify(event))
-    } catch {
-      onDrop()
-    }
-  }
+export function stepPublisher(batcher: PublishBatcher, onDrop: () => void): (event: StepEvent) => void {
+  return (event) => batcher.publish(subjects.trace(event.traceId), encoder.encode(JSON.stringify(event)), undefined, onDrop)
 }

@@ -8,7 +8,9 @@ import { authorize, type TokenService } from '../lib/auth.js'
 import { errorEnvelope, successEnvelope } from '../lib/envelope.js'
 import { errors, FlowgateError, toFlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
+import { createPublishBatcher } from '../lib/publish-batch.js'
 import { Semaphore } from '../lib/semaphore.js'
+import { ensureTraceStream } from '../lib/trace-stream.js'
 import { FLOW_QUEUE_GROUP, FLOW_SERVICE_NAME, headers, subjects } from '../lib/subjects.js'
 import type { Tracing } from '../lib/telemetry.js'
 import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
@@ -44,11 +46,13 @@ export async function createFlowWorker(
 ): Promise<FlowWorker> {
   const { nats: nc, log, tokens, tracing } = deps
   const gate = new Semaphore(config.flowConcurrency, config.flowQueueLimit)
-  const inflight = new Map<string, AbortController>()
+  const inflight = new Map<string, Run>()
+  const batcher = createPublishBatcher(nc)
   let refused = 0
   let stepEventsDropped = 0
-  const publishStep = stepPublisher(nc, () => stepEventsDropped++)
+  const publishStep = stepPublisher(batcher, () => stepEventsDropped++)
 
+  await ensureTraceStream(nc, log)
   const service = await nc.services.add({
     name: FLOW_SERVICE_NAME,
     version,
@@ -90,20 +94,34 @@ export async function createFlowWorker(
     const requestId = acceptRequestId(h?.get(headers.requestId))
     const span = tracing.startSpan(`flow ${flow.name}`, trace.traceId, trace.parentSpanId, { 'flowgate.flow': flow.name })
     const traceId = span.traceId
-    const flowLog = log.child({ flow: flow.name, trace_id: traceId, span_id: span.spanId, request_id: requestId })
     const t0 = performance.now()
-    const controller = new AbortController()
-    let timer: NodeJS.Timeout | undefined
+    const run = new Run()
     let failedStep: string | undefined
-    inflight.set(requestId, controller)
+    const finish = (data: unknown, err: FlowgateError | undefined, status: number, thrown?: unknown) => {
+      if (run.done) return
+      run.done = true
+      clearTimeout(run.timer)
+      inflight.delete(requestId)
+      respond(msg, data, err, traceId, status)
+      span.end(err ? { code: err.code, message: err.message } : undefined)
+      const durationMs = ms(t0)
+      const fields = { flow: flow.name, trace_id: traceId, span_id: span.spanId, request_id: requestId, status, durationMs }
+      if (!err) {
+        log.debug({ ...fields, outcome: 'ok' }, 'flow ok')
+      } else if (err.status >= 500 && err.code !== 'GATEWAY_TIMEOUT' && err.code !== 'SERVICE_UNAVAILABLE') {
+        log.error({ ...fields, outcome: 'error', errorCode: err.code, failedStep, err: thrown }, 'flow failed')
+      } else {
+        log.info({ ...fields, outcome: 'error', errorCode: err.code, failedStep, error: err.message }, 'flow refused')
+      }
+    }
     try {
       const deadline = Number(h?.get(headers.deadline)) || Date.now() + (flow.timeoutMs ?? config.requestTimeoutMs)
       const left = deadline - Date.now()
       if (left <= 0) throw errors.gatewayTimeout()
-      const aborted = new Promise<never>((_, reject) => {
-        controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
-      })
-      timer = setTimeout(() => controller.abort(errors.gatewayTimeout()), left)
+      // At the deadline the caller gets its 504 at once, whatever the flow is doing; the flow's signal aborts.
+      run.timer = setTimeout(() => run.abort(errors.gatewayTimeout()), left)
+      run.onAbort = (reason) => finish(undefined, reason, reason.status)
+      inflight.set(requestId, run)
 
       const input = decodeInput(msg.data)
       if (flow.hasDefaults) Value.Default(flow.input, input)
@@ -115,54 +133,39 @@ export async function createFlowWorker(
         traceId,
         spanId: span.spanId,
         user,
-        log: flowLog,
-        signal: controller.signal,
+        baseLog: log,
+        signal: () => run.signal(),
         deps: deps.flowDeps,
         tracing,
         publishStep,
         onStepFailed: (step) => (failedStep ??= step),
       })
-      const returned = await Promise.race([flow.run(input, ctx), aborted])
+      const returned = await flow.run(input, ctx)
       const [data, status] = isFlowResult(returned) ? [returned.data, returned.status] : [returned, flow.http?.status ?? 200]
       if (!flow.outputCheck.Check(data)) {
         const detail = fieldErrors(flow.outputCheck.Errors(data))
         throw errors.internal('Flow output does not match its schema', new Error(JSON.stringify(detail)))
       }
-      respond(msg, data, undefined, traceId, status)
-      span.end()
-      flowLog.info({ outcome: 'ok', status, durationMs: ms(t0) }, 'flow ok')
+      finish(data, undefined, status)
     } catch (thrown) {
       const err = toFlowgateError(thrown)
-      respond(msg, undefined, err, traceId)
-      span.end({ code: err.code, message: err.message })
-      const fields = { outcome: 'error', status: err.status, errorCode: err.code, failedStep, durationMs: ms(t0) }
-      if (err.status >= 500 && err.code !== 'GATEWAY_TIMEOUT' && err.code !== 'SERVICE_UNAVAILABLE') {
-        flowLog.error({ ...fields, err: thrown }, 'flow failed')
-      } else {
-        flowLog.info({ ...fields, error: err.message }, 'flow refused')
-      }
-    } finally {
-      clearTimeout(timer)
-      inflight.delete(requestId)
+      finish(undefined, err, err.status, thrown)
     }
   }
 
   function respond(msg: Msg, data: unknown, err: FlowgateError | undefined, traceId: string, status = 200): void {
     if (!msg.reply) return
-    try {
-      if (!err) {
-        msg.respond(encoder.encode(successEnvelope(data, status, traceId)))
-        return
-      }
-      // Unexpected failures are masked: the real error is logged by the caller, never sent.
-      const masked = err.code === 'INTERNAL_ERROR' ? new FlowgateError('INTERNAL_ERROR', undefined, { stack: false }) : err
-      const h = natsHeaders()
-      h.set(headers.serviceError, masked.message)
-      h.set(headers.serviceErrorCode, String(masked.status))
-      msg.respond(encoder.encode(JSON.stringify(errorEnvelope(masked, traceId))), { headers: h })
-    } catch (e) {
-      log.warn({ err: e }, 'could not reply (connection closing?)')
+    const onError = (e: unknown) => log.warn({ err: e }, 'could not reply (connection closing?)')
+    if (!err) {
+      batcher.publish(msg.reply, encoder.encode(successEnvelope(data, status, traceId)), undefined, onError)
+      return
     }
+    // Unexpected failures are masked: the real error is logged by the caller, never sent.
+    const masked = err.code === 'INTERNAL_ERROR' ? new FlowgateError('INTERNAL_ERROR', undefined, { stack: false }) : err
+    const h = natsHeaders()
+    h.set(headers.serviceError, masked.message)
+    h.set(headers.serviceErrorCode, String(masked.status))
+    batcher.publish(msg.reply, encoder.encode(JSON.stringify(errorEnvelope(masked, traceId))), { headers: h }, onError)
   }
 
   return {
@@ -174,6 +177,28 @@ export async function createFlowWorker(
       const end = Date.now() + timeoutMs
       while ((gate.running > 0 || gate.queued > 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
     },
+  }
+}
+
+/** One flow run's deadline and cancellation; the AbortController is made only if the flow asks for ctx.signal. */
+class Run {
+  done = false
+  timer: NodeJS.Timeout | undefined
+  onAbort: ((reason: FlowgateError) => void) | undefined
+  private controller: AbortController | undefined
+  private reason: FlowgateError | undefined
+
+  signal(): AbortSignal {
+    this.controller ??= new AbortController()
+    if (this.reason && !this.controller.signal.aborted) this.controller.abort(this.reason)
+    return this.controller.signal
+  }
+
+  abort(reason: FlowgateError): void {
+    if (this.reason) return
+    this.reason = reason
+    this.controller?.abort(reason)
+    this.onAbort?.(reason)
   }
 }
 

@@ -86,7 +86,6 @@ export const ConfigSchema = Type.Object({
   eventsDuplicateWindowSec: Int('EVENTS_DUPLICATE_WINDOW_SEC', 'window in which a repeated Nats-Msg-Id is dropped', 120, 1, 86400),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
   otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
-  servicesFile: Opt('SERVICES_FILE', 'YAML of proxy routes to HTTP upstreams'),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>

@@ -16,6 +16,7 @@ import { createDiscovery, type Discovery } from './discovery.js'
 import { sendError } from './envelope-errors.js'
 import { createHttpMetrics } from './metrics.js'
 import { openApiDocument, docsPage } from './openapi.js'
+import { registerTraceRoutes } from './traces.js'
 import { createRequester, type Requester } from './requester.js'
 import { coerceInPlace, type FlowRoute } from './routes.js'
 
@@ -74,7 +75,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   app.decorateRequest('tracestate', undefined)
   app.decorateRequest('routeLabel', 'unmatched')
 
-  app.addHook('onRequest', async function traceRequest(request, reply) {
+  app.addHook('onRequest', function traceRequest(request, reply, done) {
     const incoming = parseTraceparent(request.headers.traceparent, request.headers.tracestate)
     const span = tracing.startSpan(`${request.method} gateway`, incoming.traceId, incoming.parentSpanId)
     request.span = span
@@ -82,9 +83,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     request.tracestate = incoming.tracestate
     reply.header('x-trace-id', span.traceId)
     reply.header('x-request-id', request.id)
+    done()
   })
 
-  app.addHook('onResponse', async function logCompleted(request, reply) {
+  app.addHook('onResponse', function logCompleted(request, reply, done) {
     const seconds = reply.elapsedTime / 1000
     metrics.observe(request.method, request.routeLabel, reply.statusCode, seconds)
     request.span?.end(reply.statusCode >= 500 ? { code: String(reply.statusCode), message: 'server error' } : undefined)
@@ -92,6 +94,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
       { method: request.method, route: request.routeLabel, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000, trace_id: request.traceId },
       'request completed',
     )
+    done()
   })
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
@@ -104,6 +107,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     return reply.code(ready ? 200 : 503).send({ ready, checks })
   })
   app.get('/metrics', async (_request, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()))
+  registerTraceRoutes(app, nc, tokens, log)
   app.get('/docs/json', async () => openApiDocument(discovery.table().routes))
   app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docsPage(discovery.table().routes)))
 
@@ -163,7 +167,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     requester,
     async close() {
       closing = true
-      await app.close()
+      // A keep-alive connection whose request finishes after close() began goes idle but stays open,
+      // and the server waits for it: close idle connections until the server has closed.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 100)
+      try {
+        await app.close()
+      } finally {
+        clearInterval(sweep)
+      }
       discovery.close()
       requester.close()
     },

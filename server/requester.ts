@@ -6,6 +6,7 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats'
 import { errors, type FlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
+import { createPublishBatcher } from '../lib/publish-batch.js'
 
 interface Waiter {
   resolve: (msg: Msg) => void
@@ -28,6 +29,7 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
   const prefix = createInbox()
   const prefixLength = prefix.length + 1
   const waiters = new Map<string, Waiter>()
+  const batcher = createPublishBatcher(nc)
   let next = 0
   let up = !nc.isClosed()
 
@@ -88,13 +90,11 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
           if (settle(token)) reject(errors.gatewayTimeout(`No reply from ${subject} within ${timeoutMs} ms`))
         }, timeoutMs)
         waiters.set(token, { resolve, reject, timer, subject })
-        try {
-          nc.publish(subject, data, { reply: `${prefix}.${token}`, headers })
-        } catch (err) {
-          settle(token)
+        batcher.publish(subject, data, { reply: `${prefix}.${token}`, headers }, (err) => {
+          if (!settle(token)) return
           opts.log.warn({ err, subject }, 'publish failed')
           reject(errors.serviceUnavailable('Message bus unavailable'))
-        }
+        })
       })
     },
     maxPayload: () => nc.info?.max_payload ?? 1024 * 1024,

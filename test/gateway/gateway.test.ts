@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defineFlow, type Flow } from '../../flows/define.js'
 import { flows as shippedFlows } from '../../flows/registry.js'
 import type { Config } from '../../lib/config.js'
+import { createTokenService } from '../../lib/auth.js'
 import { errors } from '../../lib/errors.js'
 import { captureLogs, sleep, startGateway, startWorker, testConfig, waitForRoute, type TestGateway, type TestWorker } from '../harness/stack.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
@@ -373,6 +374,27 @@ describe('on the bus', () => {
 })
 
 describe('docs and ops', () => {
+  it('reads one request\'s recorded steps back from the trace stream (admin only)', async () => {
+    const res = await inject({ method: 'POST', url: '/api/v1/orders/quote', payload: { items: [{ sku: 'kettle', quantity: 1 }] } })
+    const traceId = res.json().traceId
+    const admin = createTokenService(config).sign({ sub: 'admin-1', role: 'admin' }).token
+    const auth = { authorization: `Bearer ${admin}` }
+    let trace = await inject({ method: 'GET', url: `/traces/${traceId}`, headers: auth })
+    for (let i = 0; i < 20 && trace.statusCode === 404; i++) {
+      await sleep(50)
+      trace = await inject({ method: 'GET', url: `/traces/${traceId}`, headers: auth })
+    }
+    expect(trace.statusCode).toBe(200)
+    const steps = trace.json().data.steps
+    expect(steps.map((s: { step: string }) => s.step)).toEqual(['priceItems', 'applyCoupon', 'convertCurrency'])
+    expect(steps[0]).toMatchObject({ v: 1, traceId, flow: 'orders.quote', outcome: 'ok', requestId: res.headers['x-request-id'] })
+    expect((await inject({ method: 'GET', url: `/traces/${traceId}` })).statusCode).toBe(401)
+    const customer = createTokenService(config).sign({ sub: 'c-1', role: 'customer' }).token
+    expect((await inject({ method: 'GET', url: `/traces/${traceId}`, headers: { authorization: `Bearer ${customer}` } })).statusCode).toBe(403)
+    expect((await inject({ method: 'GET', url: `/traces/${'f'.repeat(32)}`, headers: auth })).json().errorCode).toBe('NOT_FOUND')
+    expect((await inject({ method: 'GET', url: '/traces/not-a-trace', headers: auth })).json().errorCode).toBe('VALIDATION_ERROR')
+  })
+
   it('serves an OpenAPI document built from the discovered flows', async () => {
     const res = await inject({ method: 'GET', url: '/docs/json' })
     const doc = res.json()

@@ -1,0 +1,71 @@
+// One side of the gateway benchmark, run in its own process so each side has a core to itself
+// the way it would in production: `bare` (plain Fastify), `gateway`, or `worker` (a trivial flow).
+import { Type } from '@sinclair/typebox'
+import Fastify from 'fastify'
+import pino from 'pino'
+import { connect } from 'nats'
+import { Registry } from 'prom-client'
+import { createTokenService } from '../lib/auth.js'
+import { parseConfig } from '../lib/config.js'
+import { successEnvelope } from '../lib/envelope.js'
+import { createLogger } from '../lib/logger.js'
+import { disabledTracing } from '../lib/telemetry.js'
+import { defineFlow, type Flow } from '../flows/define.js'
+import { createFlowWorker } from '../flows/worker.js'
+import { buildGateway } from '../server/gateway.js'
+
+const [role, natsUrl = '', portText = '0', extra = '{}'] = process.argv.slice(2)
+const port = Number(portText)
+const overrides = JSON.parse(extra) as Record<string, unknown>
+const config = parseConfig({ nodeEnv: 'test', natsUrl, port, logLevel: 'info', flowConcurrency: 256, ...overrides })
+// Logging stays on, as in production, written to /dev/null so the terminal is not the bottleneck.
+const log = createLogger(config, {}, pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }))
+
+export const benchFlow = defineFlow({
+  name: 'bench.item',
+  input: Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
+  output: Type.Object({ id: Type.String(), name: Type.String(), price: Type.Number() }),
+  http: { method: 'GET', path: '/bench/items/:id' },
+  auth: 'public',
+  async run(input, ctx) {
+    return ctx.step('loadItem', () => ({ id: input.id, name: 'Coffee beans', price: 14.5 }))
+  },
+}) as unknown as Flow
+
+async function main() {
+  if (role === 'bare') {
+    const app = Fastify({ logger: false })
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736'
+    app.get('/api/v1/bench/items/:id', async (request, reply) => {
+      const { id } = request.params as { id: string }
+      return reply.type('application/json; charset=utf-8').send(successEnvelope({ id, name: 'Coffee beans', price: 14.5 }, 200, trace))
+    })
+    await app.listen({ port, host: '127.0.0.1' })
+  } else if (role === 'gateway') {
+    const nc = await connect({ servers: natsUrl })
+    const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, registry: new Registry() })
+    await gateway.app.listen({ port, host: '127.0.0.1' })
+    const end = Date.now() + 10_000
+    while (!gateway.discovery.table().find('GET', '/api/v1/bench/items/1') && Date.now() < end) {
+      await gateway.discovery.refresh()
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  } else if (role === 'worker') {
+    const nc = await connect({ servers: natsUrl })
+    await createFlowWorker(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, flowDeps: { nats: nc, probes: {} } }, [benchFlow])
+  } else {
+    throw new Error(`unknown role ${role}`)
+  }
+  // The parent asks for CPU time before and after a run: CPU per request is steadier than req/s on a shared machine.
+  process.on('message', (m) => {
+    if (m === 'cpu') process.send?.({ cpu: process.cpuUsage() })
+  })
+  process.send?.('ready')
+  // A clean exit lets --cpu-prof write its profile.
+  process.once('SIGTERM', () => process.exit(0))
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})

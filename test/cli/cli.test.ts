@@ -1,0 +1,106 @@
+// The built CLI as users run it: real processes, real signals, real NATS. `npm test` builds first.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { Type } from '@sinclair/typebox'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { defineFlow, type Flow } from '../../flows/define.js'
+import { captureLogs, startWorker, testConfig, type TestWorker } from '../harness/stack.js'
+import { startNats, type NatsServer } from '../harness/nats.js'
+import { freePort, tempDir } from '../harness/process.js'
+
+const CLI = 'dist/cli/main.js'
+
+function run(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  return { child, output: () => out, exit }
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const slow = defineFlow({
+  name: 'clitest.slow',
+  input: Type.Object({ ms: Type.Integer({ minimum: 0, maximum: 5000 }) }),
+  output: Type.Object({ waited: Type.Integer() }),
+  http: { method: 'GET', path: '/clitest/slow' },
+  auth: 'public',
+  async run(input) {
+    await new Promise((r) => setTimeout(r, input.ms))
+    return { waited: input.ms }
+  },
+}) as unknown as Flow
+
+let nats: NatsServer
+let worker: TestWorker
+const logs = captureLogs('silent')
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`)
+  nats = await startNats()
+  worker = await startWorker(testConfig(nats.url), [slow], logs.log)
+})
+
+afterAll(async () => {
+  await worker?.stop()
+  await nats?.stop()
+})
+
+describe('flowgate CLI', () => {
+  it('prints every setting with `config`', async () => {
+    const p = run(['config'], {})
+    expect(await p.exit).toBe(0)
+    expect(p.output()).toMatch(/^PORT\s+3000\s+gateway HTTP port/m)
+    expect(p.output()).toMatch(/^NATS_URL\s+nats:\/\/127\.0\.0\.1:4222/m)
+  })
+
+  it('exits 1 listing every invalid variable', async () => {
+    const p = run(['gateway'], { PORT: 'eighty', LOG_LEVEL: 'loud' })
+    expect(await p.exit).toBe(1)
+    expect(p.output()).toMatch(/PORT: /)
+    expect(p.output()).toMatch(/LOG_LEVEL: /)
+    expect(p.output()).not.toMatch(/at .*\.js:\d+/) // no stack trace
+  })
+
+  it('refuses an unknown command with usage', async () => {
+    const p = run(['launch'], {})
+    expect(await p.exit).toBe(2)
+    expect(p.output()).toMatch(/unknown command "launch"/)
+  })
+
+  it('start says how to get NATS when it cannot reach or start one', async () => {
+    const p = run(['start'], { NATS_URL: 'nats://nats.invalid:4222', DATA_DIR: tempDir('cli') })
+    expect(await p.exit).toBe(1)
+    expect(p.output()).toContain('docker compose -f docker-compose.dev.yaml up -d')
+  })
+
+  it('gateway: serves, and on SIGTERM finishes the request in flight, then exits 0', { timeout: 30_000 }, async () => {
+    const port = await freePort()
+    const p = run(['gateway'], { NATS_URL: nats.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', DISCOVERY_INTERVAL_MS: '200', RATE_LIMIT_CAPACITY: '1000', EVENTS_ENABLED: 'false' })
+    try {
+      await waitFor(() => p.output().includes('Flowgate is up'))
+      const base = `http://127.0.0.1:${port}`
+      await waitFor(async () => (await fetch(`${base}/ready`)).status === 200)
+      const inflight = fetch(`${base}/api/v1/clitest/slow?ms=700`)
+      await new Promise((r) => setTimeout(r, 150))
+      p.child.kill('SIGTERM')
+      const res = await inflight
+      expect(res.status).toBe(200)
+      expect(((await res.json()) as { data: unknown }).data).toEqual({ waited: 700 })
+      expect(await p.exit).toBe(0)
+      await expect(fetch(`${base}/health`)).rejects.toThrow()
+    } catch (err) {
+      throw new Error(`${String(err)}\n--- gateway output ---\n${p.output()}`)
+    } finally {
+      p.child.kill('SIGKILL')
+    }
+  })
+})
