@@ -21,6 +21,8 @@ const HELP = `flowgate <command>
   gateway       the HTTP gateway
   flows         a flow worker (run several to scale)
   config        print every setting, its variable and default
+  db migrate    apply pending database migrations
+  db seed       create the root admin and the API client (idempotent)
 
 Configuration comes from the environment; see README.md.`
 
@@ -37,6 +39,22 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig()
   const log = createLogger(config, { pid: process.pid })
   if (isDefaultSecret(config) && config.nodeEnv !== 'test') log.warn('JWT_SECRET is the public development default; set it before exposing this gateway')
+
+  if (command === 'db') {
+    const { isDbCommand, runDbCommand, isDbUsageError } = await import('../db/commands.js')
+    const [sub, ...extra] = rest
+    if (!isDbCommand(sub) || extra.length > 0) throw new UsageError(`usage: flowgate db migrate|seed\n\n${HELP}`)
+    const code = await runDbCommand(sub, config, log, (line) => console.log(line)).then(
+      () => 0,
+      (err: unknown) => {
+        if (!isDbUsageError(err)) throw err
+        console.error(err.message)
+        return 1
+      },
+    )
+    log.flush()
+    return code
+  }
 
   let devNats: ChildProcess | undefined
   const started: Running[] = []

@@ -1,10 +1,13 @@
 // What a flow's run() receives. ctx.step() is where tracing happens: each step is timed, logged
 // once, given a span and published on traces.<traceId> so `nats sub 'traces.>'` shows it live.
 import type { NatsConnection } from 'nats'
-import type { Principal } from '../lib/auth.js'
+import type { Redis } from 'ioredis'
+import type { Database } from '../db/client.js'
+import type { Principal, TokenService } from '../lib/auth.js'
 import { toFlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import type { PublishBatcher } from '../lib/publish-batch.js'
+import type { PasswordHasher } from '../lib/passwords.js'
 import { subjects } from '../lib/subjects.js'
 import type { Tracing } from '../lib/telemetry.js'
 
@@ -13,6 +16,14 @@ export interface FlowDeps {
   nats: NatsConnection
   /** Named health probes (database, Redis, ...) that the healthcheck flow runs; each rejects when down. */
   probes: Record<string, () => Promise<unknown>>
+  /** The Drizzle database (PostgreSQL or embedded PGlite); absent in processes that host no data flows. */
+  db?: Database
+  /** Redis through the cache proxy (ioredis, bounded command timeout); flows work uncached without it. */
+  cache?: Redis
+  /** Signs tokens (login flows); the worker verifies callers with the same service. */
+  tokens?: TokenService
+  /** Hashes and checks passwords and client secrets. */
+  passwords?: PasswordHasher
 }
 
 export interface FlowContext {

@@ -1,10 +1,14 @@
 // The flow worker process: connect, host every flow, stop in reverse order.
+import { openDatabase } from '../db/client.js'
+import { seedDatabase } from '../db/seed.js'
 import { createTokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
+import { createPasswordHasher } from '../lib/passwords.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
 import { createTracing } from '../lib/telemetry.js'
+import { closeCacheClient, createCacheClient, probeCache } from './cache.js'
 import type { FlowDeps } from './context.js'
 import { flows } from './registry.js'
 import { createFlowWorker } from './worker.js'
@@ -12,15 +16,37 @@ import { createFlowWorker } from './worker.js'
 /** Starts a flow worker; run as many as you like, they share one queue group. */
 export async function start(config: Config, log: Logger): Promise<Running> {
   const closers: Closer[] = []
-  const tracing = createTracing(config, 'flows')
+  const stopEarly = async (err: unknown) => {
+    await closeAll(closers, config.shutdownTimeoutMs, log)
+    throw err
+  }
+  const tracing = await createTracing(config, 'flows')
   closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
   const nc = await connectNats(config, log, 'flowgate-flows')
   closers.push({ name: 'nats', close: () => nc.drain() })
-  const flowDeps: FlowDeps = { nats: nc, probes: {} }
-  const worker = await createFlowWorker(config, { nats: nc, log, tokens: createTokenService(config), tracing, flowDeps }, flows)
+  const database = await openDatabase(config, log).catch(stopEarly)
+  closers.push({ name: 'database', close: () => database.close() })
+  const tokens = createTokenService(config)
+  const passwords = createPasswordHasher()
+  // Makes the dummy hash now, so that even the first login for an unknown email costs one hash, not two.
+  await passwords.verifyDummy('')
+  await database.migrate().catch(stopEarly)
+  // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once.
+  if (config.nodeEnv === 'development') await seedDatabase(database.db, config, passwords, (line) => console.log(line)).catch(stopEarly)
+  const cache = createCacheClient(config, log)
+  closers.push({ name: 'cache', close: () => closeCacheClient(cache) })
+  const flowDeps: FlowDeps = {
+    nats: nc,
+    probes: { database: () => database.probe(), redis: () => probeCache(cache) },
+    db: database.db,
+    cache,
+    tokens,
+    passwords,
+  }
+  const worker = await createFlowWorker(config, { nats: nc, log, tokens, tracing, flowDeps }, flows).catch(stopEarly)
   closers.push({ name: 'worker', close: () => worker.stop(config.shutdownTimeoutMs / 2) })
   return {
-    describe: `flow worker: ${flows.length} flows on api.v1.* (queue group ${worker.service.info().name}, concurrency ${config.flowConcurrency})`,
+    describe: `flow worker: ${flows.length} flows on api.v1.* (queue group ${worker.service.info().name}, concurrency ${config.flowConcurrency}, database ${database.kind})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
 }

@@ -123,10 +123,11 @@ export async function createFlowWorker(
       run.onAbort = (reason) => finish(undefined, reason, reason.status)
       inflight.set(requestId, run)
 
+      // Who calls comes before what they send: an unauthenticated caller learns nothing of the schema.
+      const user = authorize(flow.auth, h?.get(headers.authorization), tokens)
       const input = decodeInput(msg.data)
       if (flow.hasDefaults) Value.Default(flow.input, input)
       if (!flow.inputCheck.Check(input)) throw errors.validation(fieldErrors(flow.inputCheck.Errors(input)))
-      const user = authorize(flow.auth, h?.get(headers.authorization), tokens)
       const ctx = createContext({
         flow: flow.name,
         requestId,

@@ -84,6 +84,8 @@ export const ConfigSchema = Type.Object({
   eventsMaxAgeSec: Int('EVENTS_MAX_AGE_SEC', 'how long the gateway event stream keeps events', 86400, 60, 31536000),
   eventsMaxBytes: Int('EVENTS_MAX_BYTES', 'size bound of the gateway event stream', 1073741824, 1048576, 1099511627776),
   eventsDuplicateWindowSec: Int('EVENTS_DUPLICATE_WINDOW_SEC', 'window in which a repeated Nats-Msg-Id is dropped', 120, 1, 86400),
+  subscriberAckWaitSec: Int('SUBSCRIBER_ACK_WAIT_SEC', 'an event the subscriber has not acked in this time is redelivered', 30, 1, 3600),
+  subscriberMaxDeliver: Int('SUBSCRIBER_MAX_DELIVER', 'deliveries of one event before the subscriber gives up on it', 10, 1, 1000),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
   otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
 })

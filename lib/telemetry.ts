@@ -2,10 +2,6 @@
 // SDK records and exports them; without it, ids are still made (trace ids reach the envelope and
 // logs) but nothing else is done: one branch per span when tracing is off.
 import { context, trace, SpanStatusCode, TraceFlags, type Tracer } from '@opentelemetry/api'
-import { NodeSDK } from '@opentelemetry/sdk-node'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { resourceFromAttributes } from '@opentelemetry/resources'
-import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions'
 import type { Config } from './config.js'
 import { newSpanId, newTraceId } from './trace-context.js'
 
@@ -32,9 +28,15 @@ export const disabledTracing: Tracing = {
   shutdown: async () => {},
 }
 
-/** Starts the OpenTelemetry SDK when an OTLP endpoint is configured. */
-export function createTracing(config: Pick<Config, 'otelEndpoint' | 'otelServiceName'>, component: string): Tracing {
+/** Starts the OpenTelemetry SDK when an OTLP endpoint is configured (loaded only then: it is large). */
+export async function createTracing(config: Pick<Config, 'otelEndpoint' | 'otelServiceName'>, component: string): Promise<Tracing> {
   if (!config.otelEndpoint) return disabledTracing
+  const [{ NodeSDK }, { OTLPTraceExporter }, { resourceFromAttributes }, { ATTR_SERVICE_NAME }] = await Promise.all([
+    import('@opentelemetry/sdk-node'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/semantic-conventions'),
+  ])
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: `${config.otelServiceName}-${component}` }),
     traceExporter: new OTLPTraceExporter({ url: `${config.otelEndpoint.replace(/\/$/, '')}/v1/traces`, timeoutMillis: 5000 }),

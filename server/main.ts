@@ -10,7 +10,7 @@ import { buildGateway } from './gateway.js'
 
 export async function start(config: Config, log: Logger): Promise<Running> {
   const closers: Closer[] = []
-  const tracing = createTracing(config, 'gateway')
+  const tracing = await createTracing(config, 'gateway')
   closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
   const nc = await connectNats(config, log, 'flowgate-gateway')
   closers.push({ name: 'nats', close: () => nc.drain() })
