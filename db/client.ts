@@ -121,14 +121,31 @@ export class DatabaseLockedError extends Error {
   }
 }
 
-/** PGlite is single-process: a pid file keeps a second process (a seed, a second worker) out. */
+// Data dirs this process holds: a second open in the same process is refused like one from another.
+const heldHere = new Set<string>()
+
+/**
+ * PGlite is single-process: a pid file, created exclusively, keeps a second opener (a seed, a
+ * second worker, in this process or another) out. A file left by a dead process is taken over.
+ */
 function lockDataDir(file: string): () => void {
-  if (existsSync(file)) {
-    const pid = Number(readFileSync(file, 'utf8').trim())
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new DatabaseLockedError(pid, file)
+  if (heldHere.has(file)) throw new DatabaseLockedError(process.pid, file)
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' })
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err
+      const pid = Number(readFileSync(file, 'utf8').trim())
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new DatabaseLockedError(pid, file)
+      rmSync(file, { force: true })
+    }
   }
-  writeFileSync(file, String(process.pid))
-  return () => rmSync(file, { force: true })
+  heldHere.add(file)
+  return () => {
+    heldHere.delete(file)
+    rmSync(file, { force: true })
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -121,11 +121,7 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
     outcome: 'ok' as 'ok' | 'error',
     durationMs: 0,
   }
-  try {
-    const result = await fn(child)
-    line.durationMs = round(performance.now() - t0)
-    init.baseLog.info(line, 'step ok')
-    span.end()
+  const publish = (extra: Pick<StepEvent, 'outcome' | 'errorCode' | 'error'>) =>
     init.publishStep?.({
       v: 1,
       traceId: init.traceId,
@@ -134,33 +130,28 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
       requestId: init.requestId,
       flow: init.flow,
       step: stepName,
-      outcome: 'ok',
       startedAt,
       durationMs: line.durationMs,
+      ...extra,
     })
+  try {
+    const result = await fn(child)
+    line.durationMs = round(performance.now() - t0)
+    init.baseLog.info(line, 'step ok')
+    span.end()
+    publish({ outcome: 'ok' })
     return result
   } catch (err) {
     line.durationMs = round(performance.now() - t0)
     line.outcome = 'error'
     const fe = toFlowgateError(err)
     const message = err instanceof Error ? err.message : String(err)
-    init.baseLog.warn({ ...line, errorCode: fe.code, error: message, err: fe.status >= 500 ? err : undefined }, 'step failed')
+    // A 5xx message may carry internals (driver text, hosts): logged here, never published.
+    const unexpected = fe.status >= 500
+    init.baseLog.warn({ ...line, errorCode: fe.code, error: message, err: unexpected ? err : undefined }, 'step failed')
     span.end({ code: fe.code, message })
     init.onStepFailed(stepName)
-    init.publishStep?.({
-      v: 1,
-      traceId: init.traceId,
-      spanId: span.spanId,
-      parentSpanId: init.spanId,
-      requestId: init.requestId,
-      flow: init.flow,
-      step: stepName,
-      outcome: 'error',
-      errorCode: fe.code,
-      error: fe.status >= 500 ? undefined : message,
-      startedAt,
-      durationMs: line.durationMs,
-    })
+    publish({ outcome: 'error', errorCode: fe.code, error: unexpected ? undefined : message })
     throw err
   }
 }

@@ -1,5 +1,5 @@
 // The flow worker process: connect, host every flow, stop in reverse order.
-import { openDatabase } from '../db/client.js'
+import { DatabaseLockedError, openDatabase } from '../db/client.js'
 import { seedDatabase } from '../db/seed.js'
 import { createTokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
@@ -10,7 +10,7 @@ import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
 import { createTracing } from '../lib/telemetry.js'
 import { closeCacheClient, createCacheClient, probeCache } from './cache.js'
 import type { FlowDeps } from './context.js'
-import { flows } from './registry.js'
+import { databaseFreeFlows, flows } from './registry.js'
 import { createFlowWorker } from './worker.js'
 
 /** Starts a flow worker; run as many as you like, they share one queue group. */
@@ -24,29 +24,40 @@ export async function start(config: Config, log: Logger): Promise<Running> {
   closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
   const nc = await connectNats(config, log, 'flowgate-flows')
   closers.push({ name: 'nats', close: () => nc.drain() })
-  const database = await openDatabase(config, log).catch(stopEarly)
-  closers.push({ name: 'database', close: () => database.close() })
   const tokens = createTokenService(config)
-  const passwords = createPasswordHasher()
-  // Makes the dummy hash now, so that even the first login for an unknown email costs one hash, not two.
-  await passwords.verifyDummy('')
-  await database.migrate().catch(stopEarly)
-  // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once.
-  if (config.nodeEnv === 'development') await seedDatabase(database.db, config, passwords, (line) => console.log(line)).catch(stopEarly)
   const cache = createCacheClient(config, log)
   closers.push({ name: 'cache', close: () => closeCacheClient(cache) })
-  const flowDeps: FlowDeps = {
-    nats: nc,
-    probes: { database: () => database.probe(), redis: () => probeCache(cache) },
-    db: database.db,
-    cache,
-    tokens,
-    passwords,
+  const flowDeps: FlowDeps = { nats: nc, probes: { redis: () => probeCache(cache) }, cache, tokens }
+  let hosted = flows
+  let databaseKind = 'none'
+  const database = await openDatabase(config, log).catch((err: unknown) => {
+    // PGlite serves one process. A second worker on the same data dir still helps: it hosts the
+    // flows that need no database, and the first worker keeps serving the rest.
+    if (err instanceof DatabaseLockedError) return undefined
+    return stopEarly(err)
+  })
+  if (database) {
+    closers.push({ name: 'database', close: () => database.close() })
+    const passwords = createPasswordHasher()
+    // Makes the dummy hash now, so that even the first login for an unknown email costs one hash, not two.
+    await passwords.verifyDummy('')
+    await database.migrate().catch(stopEarly)
+    // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once.
+    if (config.nodeEnv === 'development') await seedDatabase(database.db, config, passwords, (line) => console.log(line)).catch(stopEarly)
+    Object.assign(flowDeps, { db: database.db, passwords })
+    flowDeps.probes.database = () => database.probe()
+    databaseKind = database.kind
+  } else {
+    hosted = databaseFreeFlows
+    log.warn(
+      { hosted: hosted.map((f) => f.name) },
+      'the embedded database is held by another process: this worker hosts only the flows that need no database (set DATABASE_URL to run several full workers)',
+    )
   }
-  const worker = await createFlowWorker(config, { nats: nc, log, tokens, tracing, flowDeps }, flows).catch(stopEarly)
+  const worker = await createFlowWorker(config, { nats: nc, log, tokens, tracing, flowDeps }, hosted).catch(stopEarly)
   closers.push({ name: 'worker', close: () => worker.stop(config.shutdownTimeoutMs / 2) })
   return {
-    describe: `flow worker: ${flows.length} flows on api.v1.* (queue group ${worker.service.info().name}, concurrency ${config.flowConcurrency}, database ${database.kind})`,
+    describe: `flow worker: ${hosted.length} flows on api.v1.* (queue group ${worker.service.info().name}, concurrency ${config.flowConcurrency}, database ${databaseKind})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
 }

@@ -48,6 +48,18 @@ describe('PGlite', () => {
         expect(await req('healthcheck', {})).toMatchObject({
           data: { status: 'degraded', checks: { database: { status: 'up' }, redis: { status: 'down' }, nats: { status: 'up' } } },
         })
+        // A second worker on the same data dir (what `flowgate flows` started by hand does) cannot
+        // open PGlite: it hosts the flows that need no database, and database flows keep working.
+        const second = await start(config, createLogger(config))
+        try {
+          expect(second.describe).toMatch(/flow worker: 2 flows .*database none/)
+          const health = await Promise.all(Array.from({ length: 20 }, () => req('healthcheck', {})))
+          expect(health.every((r) => r.success === true)).toBe(true)
+          const logins = await Promise.all(Array.from({ length: 5 }, () => req('admin.login', { email: ROOT_EMAIL, password: ROOT_PASSWORD })))
+          expect(logins.map((r) => r.status)).toEqual([200, 200, 200, 200, 200])
+        } finally {
+          expect(await second.close()).toBe(true)
+        }
       } finally {
         await nc.close()
       }
