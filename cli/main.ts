@@ -10,7 +10,10 @@ import { ensureNats, NatsMissingError } from './dev-nats.js'
 type Starter = (config: Config, log: Logger) => Promise<Running>
 
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
+// In start order for `flowgate start` (the proxy before the flows that use it, the gateway last so
+// it finds the flows at once); stopped in reverse.
 const processes: Record<string, () => Promise<Starter>> = {
+  'cache-proxy': async () => (await import('../cache-proxy/main.js')).start,
   flows: async () => (await import('../flows/main.js')).start,
   gateway: async () => (await import('../server/main.js')).start,
 }
@@ -20,6 +23,7 @@ const HELP = `flowgate <command>
   start         everything for local use (starts a local nats-server if none is running)
   gateway       the HTTP gateway
   flows         a flow worker (run several to scale)
+  cache-proxy   the RESP caching proxy in front of Redis
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)

@@ -51,6 +51,7 @@ export const ConfigSchema = Type.Object({
   cacheProxyPort: Int('CACHE_PROXY_PORT', 'cache proxy RESP port', 6380, 0, 65535),
   cachePolicyFile: Opt('CACHE_POLICY_FILE', 'YAML cache policy; unset = the built-in default'),
   cacheCommandTimeoutMs: Int('CACHE_COMMAND_TIMEOUT_MS', 'a flow cache command slower than this is skipped (the flow reads the database)', 250, 10, 10000),
+  cacheProxyMetricsPort: Int('CACHE_PROXY_METRICS_PORT', 'HTTP port of the cache proxy\'s /metrics; 0 = off', 0, 0, 65535),
   cacheMaxBytes: Int('CACHE_MAX_BYTES', 'local cache size bound', 67108864, 0, 17179869184),
   jwtSecret: Str('JWT_SECRET', 'HMAC secret for tokens (>= 32 chars in production)', 'flowgate-development-secret-do-not-use', {
     minLength: 1,
