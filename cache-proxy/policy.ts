@@ -72,6 +72,9 @@ export const PolicySchema = Type.Object(
       {
         connections: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
         connectTimeoutMs: Type.Integer({ minimum: 10, maximum: 60000, default: 2000 }),
+        // A shared connection with commands outstanding and no reply for this long is dropped
+        // (its commands fail at once): a Redis that hangs is not waited on forever.
+        replyTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -48,6 +48,7 @@ export class Pool {
           port: proxy.upstream.port,
           proto: identity.proto,
           connectTimeoutMs: proxy.policy().source.upstream.connectTimeoutMs,
+          replyTimeoutMs: proxy.policy().source.upstream.replyTimeoutMs,
           log: proxy.log,
           batch: proxy.batch,
           reconnect: true,

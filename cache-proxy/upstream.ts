@@ -86,6 +86,8 @@ export interface ConnectionOptions {
   port: number
   proto: 2 | 3
   connectTimeoutMs: number
+  /** Commands outstanding with no reply for this long drop the connection; 0 = no limit. */
+  replyTimeoutMs?: number
   log: Logger
   batch: WriteBatch
   /** Frames sent first on every (re)connection; an error reply to any of them fails the connection. */
@@ -113,6 +115,9 @@ export class UpstreamConnection {
   private backoffMs = 50
   private retryTimer: NodeJS.Timeout | undefined
   private lastError: Buffer = unavailable('not connected yet')
+  /** When a reply last arrived, or the queue last went from empty to waiting. */
+  private lastProgress = 0
+  private watchdog: NodeJS.Timeout | undefined
 
   constructor(private readonly opts: ConnectionOptions) {}
 
@@ -127,6 +132,11 @@ export class UpstreamConnection {
 
   connect(): void {
     if (this.state === 'closed') return
+    const limit = this.opts.replyTimeoutMs ?? 0
+    if (limit > 0 && !this.watchdog) {
+      this.watchdog = setInterval(() => this.checkStalled(limit), Math.min(1000, Math.ceil(limit / 2)))
+      this.watchdog.unref()
+    }
     this.state = 'connecting'
     this.sink = undefined
     const socket = connect({ host: this.opts.host, port: this.opts.port, noDelay: true })
@@ -196,6 +206,7 @@ export class UpstreamConnection {
   close(): void {
     this.state = 'closed'
     clearTimeout(this.retryTimer)
+    clearInterval(this.watchdog)
     this.socket?.destroy()
   }
 
@@ -207,7 +218,15 @@ export class UpstreamConnection {
       setImmediate(this.uncork)
     }
     socket.write(frame)
+    if (this.queue.length === 0) this.lastProgress = Date.now()
     this.queue.push(p)
+  }
+
+  private checkStalled(limitMs: number): void {
+    if (this.queue.length === 0 || this.state === 'closed' || Date.now() - this.lastProgress <= limitMs) return
+    this.lastError = unavailable(`no reply from redis within ${limitMs} ms`)
+    this.opts.log.warn({ pending: this.queue.length, limitMs }, 'redis stopped answering; dropping the connection')
+    this.socket?.destroy()
   }
 
   private readonly uncork = () => {
@@ -216,6 +235,7 @@ export class UpstreamConnection {
   }
 
   private onData(chunk: Buffer): void {
+    this.lastProgress = Date.now()
     const input = this.input
     if (!input.push(chunk)) return
     const buf = input.buf
