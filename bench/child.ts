@@ -13,6 +13,7 @@ import { disabledTracing } from '../lib/telemetry.js'
 import { defineFlow, type Flow } from '../flows/define.js'
 import { createFlowWorker } from '../flows/worker.js'
 import { buildGateway } from '../server/gateway.js'
+import { createEdgeParts } from '../server/edge/start.js'
 
 const [role, natsUrl = '', portText = '0', extra = '{}'] = process.argv.slice(2)
 const port = Number(portText)
@@ -43,7 +44,10 @@ async function main() {
     await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'gateway') {
     const nc = await connect({ servers: natsUrl })
-    const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, registry: new Registry() })
+    const registry = new Registry()
+    // Edge parts as server/main.ts makes them; each feature on or off through the overrides.
+    const edge = createEdgeParts(config, nc, log, registry)
+    const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, registry, edge })
     await gateway.app.listen({ port, host: '127.0.0.1' })
     const end = Date.now() + 10_000
     while (!gateway.discovery.table().find('GET', '/api/v1/bench/items/1') && Date.now() < end) {

@@ -40,12 +40,12 @@ async function freePort(): Promise<number> {
   })
 }
 
-function startRole(role: string, natsUrl: string, port: number, overrides: Record<string, unknown> = {}): Promise<ChildProcess> {
+function startRole(role: string, natsUrl: string, port: number, overrides: Record<string, unknown> = {}, name = role): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const c = fork(child, [role, natsUrl, String(port), JSON.stringify(overrides)], { stdio: 'inherit' })
     children.push(c)
     c.once('message', () => resolve(c))
-    roles.set(role, c)
+    roles.set(name, c)
     c.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)))
   })
 }
@@ -77,23 +77,64 @@ interface Result {
   non2xx: number
 }
 
-async function load(name: string, url: string, measured: string[]): Promise<Result> {
+async function load(name: string, url: string, measured: string[], opts: { warmupSec?: number; durationSec?: number } = {}): Promise<Result> {
   // Warm-up (JIT, connection pools), then the measured run.
-  await autocannon({ url, connections: CONNECTIONS, duration: 2 })
+  const warmupSec = opts.warmupSec ?? 2
+  if (warmupSec > 0) await autocannon({ url, connections: CONNECTIONS, duration: warmupSec })
   const before = await Promise.all(measured.map(cpuOf))
-  const r = await autocannon({ url, connections: CONNECTIONS, duration: DURATION_SEC })
+  const r = await autocannon({ url, connections: CONNECTIONS, duration: opts.durationSec ?? DURATION_SEC })
   const after = await Promise.all(measured.map(cpuOf))
   const cpuUs = Object.fromEntries(measured.map((role, i) => [role, (after[i]! - before[i]!) / Math.max(1, r.requests.total)]))
   return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx, cpuUs }
 }
 
 function print(results: Result[], baseline: Result) {
-  console.log(`\n${'scenario'.padEnd(34)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'ratio'.padStart(6)}  errors  CPU µs/request`)
+  console.log(`\n${'scenario'.padEnd(42)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'ratio'.padStart(6)}  errors  CPU µs/request`)
   for (const r of results) {
     const cpu = Object.entries(r.cpuUs).map(([role, us]) => `${role} ${us.toFixed(0)}`).join(', ')
     console.log(
-      `${r.name.padEnd(34)} ${r.rps.toFixed(0).padStart(9)} ${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)} ${(r.rps / baseline.rps).toFixed(2).padStart(6)}  ${String(r.errors + r.non2xx).padStart(6)}  ${cpu}`,
+      `${r.name.padEnd(42)} ${r.rps.toFixed(0).padStart(9)} ${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)} ${(r.rps / baseline.rps).toFixed(2).padStart(6)}  ${String(r.errors + r.non2xx).padStart(6)}  ${cpu}`,
     )
+  }
+}
+
+// The gateway scenario above runs with the edge off; these turn its features on (same run, same machine).
+// The limiter's bucket is large enough never to refuse: the cost measured is the check, not 429s.
+const EDGE_OFF = { eventsEnabled: false, rateLimitEnabled: false, blocklistEnabled: false }
+const NEVER_LIMITED = { rateLimitCapacity: 1_000_000, rateLimitRefillPerSec: 1_000_000 }
+const EDGE_SCENARIOS: Record<string, Record<string, unknown>> = {
+  'gateway + rate limiter (memory)': { ...EDGE_OFF, rateLimitEnabled: true, ...NEVER_LIMITED },
+  'gateway + events (JetStream)': { ...EDGE_OFF, eventsEnabled: true },
+  'gateway + full edge (limit+block+events)': { ...NEVER_LIMITED },
+}
+const EDGE_ROUNDS = Number(process.env.BENCH_EDGE_ROUNDS ?? 5)
+const EDGE_TARGETS: Record<string, number> = { 'gateway + rate limiter (memory)': 0.05, 'gateway + events (JetStream)': 0.1 }
+
+interface EdgeCost {
+  name: string
+  /** Median over rounds of 1 - rps(on) / rps(off). */
+  throughput: number
+  /** Median over rounds of cpu(on) / cpu(off) - 1, gateway CPU per request. */
+  cpu: number
+  perRound: number[]
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+function edgeCost(name: string, rounds: Array<[Result, Result]>): EdgeCost {
+  const perRound = rounds.map(([off, on]) => 1 - on.rps / off.rps)
+  const cpu = rounds.map(([off, on]) => (on.cpuUs[name] ?? 0) / Math.max(1e-9, off.cpuUs.gateway ?? 0) - 1)
+  return { name, throughput: median(perRound), cpu: median(cpu), perRound }
+}
+
+function printEdgeCosts(costs: EdgeCost[]) {
+  console.log(`\nedge feature cost vs the same gateway with the edge off (median of ${EDGE_ROUNDS} alternating rounds):`)
+  console.log(`  ${'scenario'.padEnd(42)} ${'throughput'.padStart(10)} ${'gateway CPU/req'.padStart(16)}  rounds`)
+  for (const c of costs) {
+    const target = EDGE_TARGETS[c.name]
+    const verdict = target === undefined ? '' : `  target < ${target * 100}%: ${c.throughput <= target ? 'ok' : 'OVER'}`
+    const rounds = c.perRound.map((r) => `${(r * 100).toFixed(0)}%`).join(' ')
+    console.log(`  ${c.name.padEnd(42)} ${`${(c.throughput * 100).toFixed(1)}%`.padStart(10)} ${`${(c.cpu * 100).toFixed(1)}%`.padStart(16)}  ${rounds}${verdict}`)
   }
 }
 
@@ -104,7 +145,13 @@ async function main() {
     await startRole('bare', nats.url, barePort)
     const gwPort = await freePort()
     await startRole('worker', nats.url, 0)
-    await startRole('gateway', nats.url, gwPort)
+    await startRole('gateway', nats.url, gwPort, EDGE_OFF)
+    // Edge features one at a time, each in its own gateway process (idle while the others run).
+    const edgePorts: Record<string, number> = {}
+    for (const [name, overrides] of Object.entries(EDGE_SCENARIOS)) {
+      edgePorts[name] = await freePort()
+      await startRole('gateway', nats.url, edgePorts[name], overrides, name)
+    }
     console.log(`${CONNECTIONS} connections, ${DURATION_SEC} s per scenario, ${process.platform} ${process.arch}, node ${process.version}`)
     const results: Result[] = []
     // BENCH_PROFILE=1 skips the baseline so a --cpu-prof run shows only the gateway under load.
@@ -112,8 +159,28 @@ async function main() {
       ? { name: 'bare (skipped)', rps: 1, p50: 0, p99: 0, errors: 0, non2xx: 0, cpuUs: {} }
       : await load('bare Fastify (same JSON)', `http://127.0.0.1:${barePort}/api/v1/bench/items/42`, ['bare'])
     results.push(bare)
-    results.push(await load('gateway -> NATS -> flow', `http://127.0.0.1:${gwPort}/api/v1/bench/items/42`, ['gateway', 'worker']))
+    const off = await load('gateway -> NATS -> flow', `http://127.0.0.1:${gwPort}/api/v1/bench/items/42`, ['gateway', 'worker'])
+    results.push(off)
+    // Each edge scenario alternates with the edge-off gateway in EDGE_ROUNDS short rounds (off, on,
+    // off, on, ...), and the median of the per-round ratios is reported, so a neighbour's burst of
+    // load on a shared machine skews one round, not the verdict.
+    const costs: EdgeCost[] = []
+    const offUrl = `http://127.0.0.1:${gwPort}/api/v1/bench/items/42`
+    const roundSec = Math.max(3, Math.round(DURATION_SEC / EDGE_ROUNDS))
+    for (const [name, port] of Object.entries(edgePorts)) {
+      const onUrl = `http://127.0.0.1:${port}/api/v1/bench/items/42`
+      await load(name, onUrl, [name], { durationSec: 1 }) // warm the scenario's process once
+      const rounds: Array<[Result, Result]> = []
+      for (let i = 0; i < EDGE_ROUNDS; i++) {
+        const offRun = await load('edge off', offUrl, ['gateway'], { warmupSec: 0, durationSec: roundSec })
+        const onRun = await load(name, onUrl, [name], { warmupSec: 0, durationSec: roundSec })
+        rounds.push([offRun, onRun])
+      }
+      costs.push(edgeCost(name, rounds))
+      results.push(rounds[rounds.length - 1]![1])
+    }
     print(results, bare)
+    printEdgeCosts(costs)
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 500))

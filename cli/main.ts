@@ -15,6 +15,7 @@ type Starter = (config: Config, log: Logger) => Promise<Running>
 const processes: Record<string, () => Promise<Starter>> = {
   'cache-proxy': async () => (await import('../cache-proxy/main.js')).start,
   flows: async () => (await import('../flows/main.js')).start,
+  subscriber: async () => (await import('../events/main.js')).start,
   gateway: async () => (await import('../server/main.js')).start,
 }
 
@@ -23,7 +24,10 @@ const HELP = `flowgate <command>
   start         everything for local use (starts a local nats-server if none is running)
   gateway       the HTTP gateway
   flows         a flow worker (run several to scale)
+  subscriber    the JetStream consumer acting on gateway events (auto-block, alerts)
   cache-proxy   the RESP caching proxy in front of Redis
+  events tail [--all] [kind]     print gateway events as they arrive
+  blocks list | add <address> [ttlSec] | lift <address>
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
@@ -60,6 +64,16 @@ async function main(argv: string[]): Promise<number> {
     return code
   }
 
+  if (command === 'events' || command === 'blocks') {
+    const { runEdgeCommand } = await import('./events.js')
+    const stop = new AbortController()
+    process.once('SIGINT', () => stop.abort())
+    process.once('SIGTERM', () => stop.abort())
+    const code = await runEdgeCommand(command, rest, config, log, (line) => console.log(line), stop.signal)
+    log.flush()
+    return code
+  }
+
   let devNats: ChildProcess | undefined
   const started: Running[] = []
   const names = command === 'start' ? Object.keys(processes) : [command]
@@ -79,7 +93,12 @@ async function main(argv: string[]): Promise<number> {
       if (stopping) return
       stopping = true
       log.info({ signal }, 'stopping')
-      void stopAll().then((clean) => resolve(clean ? 0 : 1))
+      // Exit here rather than only resolving: a signal may come while a part is still starting
+      // (waiting for NATS, say), and main() would never get past that await.
+      void stopAll().then((clean) => {
+        resolve(clean ? 0 : 1)
+        process.exit(clean ? 0 : 1)
+      })
     }
     process.once('SIGTERM', onSignal)
     process.once('SIGINT', onSignal)

@@ -4,12 +4,16 @@ import type { Logger } from './logger.js'
 
 export type { NatsConnection }
 
-/** Connects to NATS (bounded wait), reconnecting forever afterwards; status changes are logged. */
+/**
+ * Connects to NATS, reconnecting forever afterwards; status changes are logged. When NATS is not
+ * there yet, keeps trying (saying so once) instead of exiting: a process started before its bus waits for it.
+ */
 export async function connectNats(
   config: Pick<Config, 'natsUrl' | 'natsConnectTimeoutMs'>,
   log: Logger,
   name: string,
 ): Promise<NatsConnection> {
+  const waiting = setTimeout(() => log.warn({ nats: config.natsUrl }, 'waiting for NATS'), config.natsConnectTimeoutMs)
   const nc = await connect({
     servers: config.natsUrl.split(',').map((s) => s.trim()),
     name,
@@ -18,8 +22,8 @@ export async function connectNats(
     reconnectTimeWait: 250,
     reconnectJitter: 100,
     pingInterval: 10_000,
-    waitOnFirstConnect: false,
-  })
+    waitOnFirstConnect: true,
+  }).finally(() => clearTimeout(waiting))
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {

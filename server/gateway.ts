@@ -13,6 +13,8 @@ import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { acceptRequestId, formatTraceparent, parseTraceparent } from '../lib/trace-context.js'
 import { ajvFieldErrors } from '../lib/validation.js'
 import { createDiscovery, type Discovery } from './discovery.js'
+import { registerEdge } from './edge/index.js'
+import type { EdgeParts } from './edge/start.js'
 import { sendError } from './envelope-errors.js'
 import { createHttpMetrics } from './metrics.js'
 import { openApiDocument, docsPage } from './openapi.js'
@@ -36,6 +38,8 @@ export interface GatewayDeps {
   tokens: TokenService
   tracing: Tracing
   registry: Registry
+  /** Edge protection (server/edge/start.ts); each part undefined when its feature is off. */
+  edge?: EdgeParts
 }
 
 export interface Gateway {
@@ -49,6 +53,7 @@ export interface Gateway {
 const JSON_TYPE = 'application/json; charset=utf-8'
 const FLOW_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
 const encoder = new TextEncoder()
+const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: undefined }
 
 export async function buildGateway(config: Config, deps: GatewayDeps): Promise<Gateway> {
   const { nats: nc, log, tokens, tracing } = deps
@@ -85,6 +90,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     reply.header('x-request-id', request.id)
     done()
   })
+
+  // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and flow lookup.
+  await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, routeOf: (m, p) => discovery.table().find(m, p)?.route })
 
   app.addHook('onResponse', function logCompleted(request, reply, done) {
     const seconds = reply.elapsedTime / 1000

@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
 import { createTracing } from '../lib/telemetry.js'
+import { createEdgeParts } from './edge/start.js'
 import { buildGateway } from './gateway.js'
 
 export async function start(config: Config, log: Logger): Promise<Running> {
@@ -16,7 +17,9 @@ export async function start(config: Config, log: Logger): Promise<Running> {
   closers.push({ name: 'nats', close: () => nc.drain() })
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'flowgate_gateway_' })
-  const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry })
+  const edge = createEdgeParts(config, nc, log, registry)
+  closers.push({ name: 'edge', close: () => edge.close() })
+  const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge })
   closers.push({ name: 'gateway', close: () => gateway.close() })
   await gateway.discovery.refresh()
   const address = await gateway.app.listen({ port: config.port, host: config.host })

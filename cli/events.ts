@@ -1,0 +1,119 @@
+// `flowgate events tail` and `flowgate blocks list|lift|add`: the gateway events and the blocklist
+// for people without the NATS CLI.
+import { DeliverPolicy, StringCodec } from 'nats'
+import type { Config } from '../lib/config.js'
+import { connectNats } from '../lib/nats.js'
+import type { Logger } from '../lib/logger.js'
+import { streams, subjects } from '../lib/subjects.js'
+import { decodeBlockEntry, decodeEvent, EVENT_VERSION } from '../schemas/events.js'
+import { ensureGatewayStream, openBlocklistBucket } from '../events/stream.js'
+import { addressOfBlockKey, blockKey, parseAddress } from '../server/edge/client-address.js'
+
+export const EDGE_HELP = `  events tail [--all] [kind]     print gateway events as they arrive (--all: from the start of the stream)
+  blocks list                    blocked addresses and when each block ends
+  blocks add <address> [ttlSec]  block an address (default AUTOBLOCK_TTL_SEC)
+  blocks lift <address>          lift a block on every gateway`
+
+const KINDS = ['rate_limit.hit', 'circuit.opened', 'circuit.closed', 'request.completed', 'ip.blocked'] as const
+const sc = StringCodec()
+
+/** Runs one events/blocks command; resolves with the exit code. */
+export async function runEdgeCommand(
+  command: 'events' | 'blocks',
+  args: string[],
+  config: Config,
+  log: Logger,
+  print: (line: string) => void,
+  signal: AbortSignal,
+): Promise<number> {
+  const usage = () => {
+    print(`usage:\n${EDGE_HELP}`)
+    return 2
+  }
+  const [sub, ...rest] = args
+  if (command === 'events' && sub !== 'tail') return usage()
+  if (command === 'blocks' && sub !== 'list' && sub !== 'lift' && sub !== 'add') return usage()
+  const nc = await connectNats(config, log, 'flowgate-cli')
+  try {
+    if (command === 'events') return await tail(rest)
+    if (sub === 'list') return await list()
+    return await change(sub as 'lift' | 'add', rest)
+  } finally {
+    await nc.drain()
+  }
+
+  async function tail(opts: string[]): Promise<number> {
+    const all = opts.includes('--all')
+    const kind = opts.find((o) => !o.startsWith('--'))
+    if (kind !== undefined && !(KINDS as readonly string[]).includes(kind)) {
+      print(`unknown kind "${kind}"; one of ${KINDS.join(', ')}`)
+      return 2
+    }
+    await ensureGatewayStream(nc, config, log)
+    const consumer = await nc.jetstream().consumers.get(streams.gateway, {
+      filterSubjects: kind ? subjects.gatewayEvent(kind as (typeof KINDS)[number]) : subjects.gatewayAll,
+      deliver_policy: all ? DeliverPolicy.All : DeliverPolicy.New,
+    })
+    const messages = await consumer.consume()
+    signal.addEventListener('abort', () => void messages.close(), { once: true })
+    for await (const m of messages) {
+      const decoded = decodeEvent(m.data)
+      if (decoded.ok) {
+        const { ts, kind: k, ...rest } = decoded.value
+        print(`${new Date(ts).toISOString()} ${k.padEnd(17)} ${JSON.stringify(rest)}`)
+      } else {
+        print(`${m.subject} (unreadable: ${decoded.reason}) ${sc.decode(m.data).slice(0, 200)}`)
+      }
+    }
+    return 0
+  }
+
+  async function list(): Promise<number> {
+    const kv = await openBlocklistBucket(nc, config)
+    const now = Date.now()
+    let shown = 0
+    for await (const key of await kv.keys()) {
+      const address = addressOfBlockKey(key)
+      const entry = await kv.get(key)
+      if (!address || !entry || entry.operation !== 'PUT') continue
+      const decoded = decodeBlockEntry(entry.value)
+      if (!decoded.ok || decoded.value.expiresAt <= now) continue
+      const { expiresAt, reason } = decoded.value
+      print(`${address.padEnd(24)} until ${new Date(expiresAt).toISOString()} (${Math.ceil((expiresAt - now) / 1000)}s)  ${reason}`)
+      shown++
+    }
+    if (shown === 0) print('no blocks')
+    return 0
+  }
+
+  async function change(action: 'lift' | 'add', opts: string[]): Promise<number> {
+    if (!opts[0]) return usage()
+    const address = parseAddress(opts[0])
+    if (!address) {
+      print(`"${opts[0]}" is not an IPv4 or IPv6 address`)
+      return 2
+    }
+    const kv = await openBlocklistBucket(nc, config)
+    if (action === 'lift') {
+      const current = await kv.get(blockKey(address))
+      if (!current || current.operation !== 'PUT') {
+        print(`no block on ${address}`)
+        return 1
+      }
+      await kv.delete(blockKey(address))
+      print(`lifted ${address}`)
+      return 0
+    }
+    const ttlSec = opts[1] === undefined ? config.autoBlockTtlSec : Number(opts[1])
+    // The bucket's max_age removes entries after AUTOBLOCK_TTL_SEC, so no block can outlive it.
+    if (!Number.isInteger(ttlSec) || ttlSec < 1 || ttlSec > config.autoBlockTtlSec) {
+      print(`ttlSec must be an integer from 1 to ${config.autoBlockTtlSec} (AUTOBLOCK_TTL_SEC)`)
+      return 2
+    }
+    const now = Date.now()
+    const entry = { v: EVENT_VERSION, address, reason: 'blocked by an admin (CLI)', blockedAt: now, expiresAt: now + ttlSec * 1000 }
+    await kv.put(blockKey(address), sc.encode(JSON.stringify(entry)))
+    print(`blocked ${address} until ${new Date(entry.expiresAt).toISOString()}`)
+    return 0
+  }
+}

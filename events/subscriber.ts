@@ -1,0 +1,206 @@
+// The subscriber: a durable pull consumer on the gateway event stream with explicit acks. An event
+// is acked only after its actions (a block written to KV, an alert published) succeeded, so a crash
+// loses nothing: the unacked event comes back, and the rules make handling it again harmless.
+// An event that cannot be read (malformed, unknown version) is terminated with the reason logged,
+// never redelivered in a loop.
+import { AckPolicy, DeliverPolicy, headers as natsHeaders, nanos, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats'
+import type { Config } from '../lib/config.js'
+import type { Logger } from '../lib/logger.js'
+import { consumers, streams, subjects } from '../lib/subjects.js'
+import { decodeEvent, type GatewayEvent, type IpBlocked, type RateLimitHit } from '../schemas/events.js'
+import { createBlocklist, type Blocklist } from '../server/edge/blocklist.js'
+import { createRules, type Action, type RuleConfig } from './rules.js'
+import { ensureGatewayStream, isNotFound, retryInBackground, type StreamSettings } from './stream.js'
+
+const NAK_DELAY_MS = 1000
+const REPLAY_MAX = 200_000
+
+export type SubscriberConfig = RuleConfig &
+  StreamSettings &
+  Pick<Config, 'subscriberAckWaitSec' | 'subscriberMaxDeliver'>
+
+export interface SubscriberStats {
+  /** Events handled and acked. */
+  processed: number
+  /** Events terminated as unreadable. */
+  terminated: number
+  /** Events whose actions failed (nak'ed for redelivery). */
+  failed: number
+  blocks: number
+  alerts: number
+}
+
+export interface Subscriber {
+  stats(): SubscriberStats
+  /** Resolves once the consumer is running. */
+  started(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface SubscriberDeps {
+  log: Logger
+  /** Called after each acked event (tests count with it). */
+  onProcessed?: (event: GatewayEvent, actions: readonly Action[]) => void
+}
+
+/** Starts consuming in the background; waits for JetStream if it is not there yet. */
+export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, deps: SubscriberDeps): Subscriber {
+  const { log } = deps
+  const rules = createRules(config)
+  const blocklist: Blocklist = createBlocklist(nc, config, log)
+  const stats: SubscriberStats = { processed: 0, terminated: 0, failed: 0, blocks: 0, alerts: 0 }
+  let messages: ConsumerMessages | undefined
+  let closed = false
+  let markStarted: () => void = () => {}
+  const startedPromise = new Promise<void>((resolve) => (markStarted = resolve))
+  const js = nc.jetstream({ timeout: 5000 })
+
+  const begin = () => retryInBackground('start subscriber', consumeEvents, log)
+  let stopRetry = begin()
+
+  async function consumeEvents() {
+    await ensureGatewayStream(nc, config, log)
+    await ensureConsumer()
+    await replayRecentHits()
+    if (closed) return
+    const consumer = await js.consumers.get(streams.gateway, consumers.subscriber)
+    messages = await consumer.consume({ max_messages: 256 })
+    markStarted()
+    log.info({ stream: streams.gateway, consumer: consumers.subscriber }, 'subscriber consuming')
+    // The loop ends only when the consumer goes away (deleted, connection closed): start over unless closing.
+    loop(messages).then(
+      () => restart(undefined),
+      (err: unknown) => restart(err),
+    )
+  }
+
+  function restart(err: unknown) {
+    if (closed || nc.isClosed()) return
+    log.error({ err }, 'subscriber stopped consuming; starting again')
+    setTimeout(() => {
+      if (!closed) stopRetry = begin()
+    }, 1000).unref()
+  }
+
+  async function ensureConsumer() {
+    const jsm = await nc.jetstreamManager({ timeout: 5000 })
+    const want = {
+      durable_name: consumers.subscriber,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(config.subscriberAckWaitSec * 1000),
+      max_deliver: config.subscriberMaxDeliver,
+      filter_subject: subjects.gatewayAll,
+      deliver_policy: DeliverPolicy.All,
+      max_ack_pending: 1000,
+    }
+    try {
+      const info = await jsm.consumers.info(streams.gateway, consumers.subscriber)
+      if (info.config.ack_wait !== want.ack_wait || info.config.max_deliver !== want.max_deliver) {
+        await jsm.consumers.update(streams.gateway, consumers.subscriber, { ack_wait: want.ack_wait, max_deliver: want.max_deliver })
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err
+      await jsm.consumers.add(streams.gateway, want)
+    }
+  }
+
+  /** Rebuilds the auto-block windows from the stream, so hits acked before a restart still count. */
+  async function replayRecentHits() {
+    const since = new Date(Date.now() - config.autoBlockWindowSec * 1000).toISOString()
+    const oc = await js.consumers.get(streams.gateway, {
+      filterSubjects: subjects.gatewayEvent('rate_limit.hit'),
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: since,
+    })
+    let replayed = 0
+    for (;;) {
+      const batch = await oc.fetch({ max_messages: 1000, expires: 1000 })
+      let got = 0
+      let last = false
+      for await (const m of batch) {
+        got++
+        const decoded = decodeEvent(m.data)
+        if (decoded.ok && decoded.value.kind === 'rate_limit.hit') rules.remember(decoded.value as RateLimitHit)
+        if (m.info.pending === 0) last = true
+      }
+      replayed += got
+      if (got === 0 || last || replayed >= REPLAY_MAX) break
+    }
+    await oc.delete().catch((err: unknown) => log.debug({ err }, 'replay consumer already gone'))
+    if (replayed > 0) log.info({ replayed }, 'auto-block windows rebuilt from the stream')
+  }
+
+  async function loop(iter: ConsumerMessages) {
+    for await (const m of iter) await handle(m)
+  }
+
+  async function handle(m: JsMsg) {
+    const decoded = decodeEvent(m.data)
+    if (!decoded.ok) return terminate(m, decoded.reason)
+    const event = decoded.value
+    if (m.subject !== subjects.gatewayEvent(event.kind)) return terminate(m, `kind ${event.kind} on subject ${m.subject}`)
+    const actions = rules.handle(event)
+    try {
+      for (const action of actions) await perform(action)
+    } catch (err) {
+      stats.failed++
+      log.warn({ err, event: event.id, deliveries: m.info.redeliveryCount }, 'event actions failed; will be redelivered')
+      m.nak(NAK_DELAY_MS)
+      return
+    }
+    m.ack()
+    stats.processed++
+    deps.onProcessed?.(event, actions)
+  }
+
+  function terminate(m: JsMsg, reason: string) {
+    stats.terminated++
+    log.warn({ subject: m.subject, seq: m.seq, reason }, 'unreadable gateway event terminated')
+    // term() without a reason: nats-server 2.9 does not parse "+TERM <reason>" and would redeliver.
+    m.term()
+  }
+
+  async function perform(action: Action) {
+    if (action.type === 'block') {
+      const { entry } = action
+      await blocklist.block(entry)
+      // The block's own event: its id is derived from the block, so a redelivery stores it once.
+      const event: IpBlocked = {
+        v: entry.v,
+        id: `block-${entry.address}-${entry.blockedAt}`,
+        ts: entry.blockedAt,
+        source: consumers.subscriber,
+        kind: 'ip.blocked',
+        address: entry.address,
+        reason: entry.reason,
+        expiresAt: entry.expiresAt,
+      }
+      await js.publish(subjects.gatewayEvent('ip.blocked'), JSON.stringify(event), { msgID: event.id })
+      stats.blocks++
+      log.warn({ address: entry.address, expiresAt: new Date(entry.expiresAt).toISOString(), reason: entry.reason, cause: action.cause }, 'address blocked')
+      return
+    }
+    const { alert } = action
+    const h = natsHeaders()
+    h.set('Nats-Msg-Id', `${alert.kind}-${alert.cause}`)
+    nc.publish(subjects.alert(alert.kind), JSON.stringify(alert), { headers: h })
+    stats.alerts++
+    log.warn({ alert: alert.kind, cause: alert.cause, details: alert.details }, alert.message)
+  }
+
+  return {
+    stats: () => ({ ...stats }),
+    started: () => startedPromise,
+    async close() {
+      closed = true
+      stopRetry()
+      // Bounded: on a connection that is already gone the close would wait for an answer forever.
+      if (messages && !nc.isClosed()) {
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([messages.close(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))])
+        clearTimeout(timer)
+      }
+      await blocklist.close()
+    },
+  }
+}

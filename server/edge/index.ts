@@ -1,0 +1,90 @@
+// Edge protection wired into the gateway in one call: security headers, CORS (off unless origins
+// are configured), the blocklist and rate-limit guard (one hook), the completion event, and the
+// admin routes that list and lift blocks. A feature that is off costs at most one check.
+import cors from '@fastify/cors'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { authorize, type TokenService } from '../../lib/auth.js'
+import type { Config } from '../../lib/config.js'
+import { successEnvelope } from '../../lib/envelope.js'
+import { errors } from '../../lib/errors.js'
+import type { EventPublisher } from '../events/publisher.js'
+import type { Blocklist } from './blocklist.js'
+import { parseAddress } from './client-address.js'
+import { createEdgeGuard, routeTemplate } from './rate-limit.js'
+import { helmetHeaders } from './security-headers.js'
+import type { RateLimitStore } from './token-bucket.js'
+
+export interface EdgeDeps {
+  /** Undefined when rate limiting is off. */
+  store: RateLimitStore | undefined
+  /** Undefined when the blocklist is off. */
+  blocklist: Blocklist | undefined
+  /** Undefined when events are off. */
+  events: EventPublisher | undefined
+  tokens: TokenService
+  routeOf?: (method: string, path: string) => { path: string; flow: string } | undefined
+}
+
+const ADMIN = { roles: ['admin' as const] }
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+/** Registers the edge on the root instance; call it right after the hook that sets the trace id. */
+export async function registerEdge(
+  app: FastifyInstance,
+  config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>,
+  deps: EdgeDeps,
+): Promise<void> {
+  // The API serves JSON and one small docs page; helmet's defaults (CSP included) suit both.
+  const securityHeaders = await helmetHeaders()
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, { origin: [...config.corsOrigins], exposedHeaders: ['x-trace-id', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'] })
+  }
+  app.decorateRequest('clientAddress', '')
+  app.decorateRequest('clientKey', '')
+  app.addHook('onRequest', createEdgeGuard(config, { ...deps, securityHeaders }))
+
+  const events = deps.events
+  if (events !== undefined) {
+    // Callback style: no promise per request.
+    app.addHook('onResponse', function emitCompleted(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+      const latencyMs = reply.elapsedTime
+      const ts = Date.now()
+      events.emit({
+        kind: 'request.completed',
+        requestId: request.id,
+        traceId: request.traceId,
+        method: request.method,
+        route: routeTemplate(request),
+        status: reply.statusCode,
+        latencyMs: Math.round(latencyMs * 1000) / 1000,
+        startedAt: Math.round(ts - latencyMs),
+        clientKey: request.clientKey,
+        address: request.clientAddress,
+      })
+      done()
+    })
+  }
+
+  registerBlockRoutes(app, deps.blocklist, deps.tokens)
+}
+
+function registerBlockRoutes(app: FastifyInstance, blocklist: Blocklist | undefined, tokens: TokenService) {
+  const required = (): Blocklist => {
+    if (!blocklist) throw errors.serviceUnavailable('The blocklist is off (BLOCKLIST_ENABLED=false)')
+    return blocklist
+  }
+  app.get('/admin/blocks', async (request, reply) => {
+    authorize(ADMIN, request.headers.authorization, tokens)
+    const blocks = required().list()
+    return reply.type(JSON_TYPE).send(successEnvelope({ blocks }, 200, request.traceId))
+  })
+  app.delete('/admin/blocks/:address', async (request, reply) => {
+    authorize(ADMIN, request.headers.authorization, tokens)
+    const raw = decodeURIComponent((request.params as { address: string }).address)
+    const address = parseAddress(raw)
+    if (!address) throw errors.validation([{ field: 'address', message: 'must be an IPv4 or IPv6 address' }])
+    const lifted = await required().lift(address)
+    if (!lifted) throw errors.notFound(`No block on ${address}`)
+    return reply.type(JSON_TYPE).send(successEnvelope({ address, lifted: true }, 200, request.traceId))
+  })
+}

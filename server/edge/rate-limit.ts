@@ -1,0 +1,164 @@
+// The edge guard: the first thing a request meets after it gets its trace id. It refuses blocked
+// addresses (403 IP_BLOCKED) and takes a token from the caller's bucket (429 RATE_LIMITED with
+// Retry-After), before the body is read, before auth and before the flow lookup. Limits are
+// resolved once at start; a request pays one address normalisation, at most one route lookup
+// (only when per-route limits exist) and one store call.
+import FindMyWay from 'find-my-way'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { bearerToken, type TokenService } from '../../lib/auth.js'
+import { ConfigError, type Config } from '../../lib/config.js'
+import { errors, type FlowgateError } from '../../lib/errors.js'
+import type { EventPublisher } from '../events/publisher.js'
+import type { Blocklist } from './blocklist.js'
+import { addressKey } from './client-address.js'
+import type { Decision, Limit, RateLimitStore } from './token-bucket.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The client address (IPv6 as its /64), TRUST_PROXY honoured. */
+    clientAddress: string
+    /** The rate-limit key: the address, or `sub:<subject>` for a verified token. */
+    clientKey: string
+  }
+}
+
+/** A limit for one route template (`method` + `path`) or for one flow (`flow`), whatever its route. */
+export type RouteLimit = Limit & ({ method: string; path: string; flow?: undefined } | { flow: string; method?: undefined; path?: undefined })
+
+/** Ops endpoints probed by orchestrators are never limited (still subject to the blocklist). Matched on the
+ * raw URL: `request.routeOptions` builds a new object on every read. */
+const UNLIMITED = new Set(['/health', '/ready', '/metrics'])
+
+const RULE = /^(?:([A-Z]+)\s+(\/\S*)|flow:([a-z][a-z0-9_.-]*))\s*=\s*([0-9.]+)\s*:\s*([0-9.]+)$/
+
+/** The route template: flows set `routeLabel`; for routes Fastify matched itself (ops, admin) it is asked. */
+export function routeTemplate(request: FastifyRequest): string {
+  if (request.routeLabel !== 'unmatched') return request.routeLabel
+  // Read only here: routeOptions builds a new object on every access.
+  const url = request.routeOptions.url
+  return url === undefined || url === '/*' ? request.routeLabel : url
+}
+
+/**
+ * Parses RATE_LIMIT_ROUTES entries: `POST /api/v1/admin/login=5:0.1` (a route template) or
+ * `flow:accounts.admin-login=5:0.1` (a flow, wherever it is bound). Reports every bad entry at once.
+ */
+export function parseRouteLimits(entries: readonly string[]): RouteLimit[] {
+  const problems: string[] = []
+  const limits: RouteLimit[] = []
+  for (const entry of entries) {
+    const m = RULE.exec(entry.trim())
+    const capacity = Number(m?.[4])
+    const refillPerSec = Number(m?.[5])
+    if (!m || !Number.isInteger(capacity) || capacity < 1 || !(refillPerSec > 0)) {
+      problems.push(`RATE_LIMIT_ROUTES: "${entry}" is not "METHOD /path=capacity:refillPerSec" or "flow:<name>=capacity:refillPerSec" (capacity a positive integer, refill > 0)`)
+    } else if (m[3] !== undefined) limits.push({ flow: m[3], capacity, refillPerSec })
+    else limits.push({ method: m[1]!, path: m[2]!, capacity, refillPerSec })
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+  return limits
+}
+
+export interface EdgeGuardDeps {
+  store: RateLimitStore | undefined
+  blocklist: Blocklist | undefined
+  events: EventPublisher | undefined
+  tokens: TokenService
+  /** The flow route a path leads to: its template labels rate-limit events; its flow picks a per-flow limit. */
+  routeOf?: (method: string, path: string) => { path: string; flow: string } | undefined
+  /** Set on every answer (helmet's, computed once). */
+  securityHeaders?: Readonly<Record<string, string>>
+}
+
+type Rule = { limit: Limit; id: string; path: string; headerLimit: string }
+const ruleOf = (r: RouteLimit, i: number): Rule => ({
+  limit: { capacity: r.capacity, refillPerSec: r.refillPerSec },
+  id: `r${i}|`,
+  path: r.path ?? '',
+  headerLimit: String(r.capacity),
+})
+
+/** Builds the onRequest hook. */
+export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>, deps: EdgeGuardDeps) {
+  const { store, blocklist, events, tokens, securityHeaders } = deps
+  const global: Rule = {
+    limit: { capacity: config.rateLimitCapacity, refillPerSec: config.rateLimitRefillPerSec },
+    id: '',
+    path: '',
+    headerLimit: String(config.rateLimitCapacity),
+  }
+  const routeLimits = parseRouteLimits(config.rateLimitRoutes)
+  const router = routeLimits.some((r) => r.path !== undefined) ? FindMyWay({ ignoreTrailingSlash: true, caseSensitive: true, maxParamLength: 200 }) : undefined
+  // Per-flow limits need the flow lookup here, so it is only made when one is configured.
+  const flowRules = new Map<string, Rule>()
+  routeLimits.forEach((r, i) => {
+    if (r.flow !== undefined) flowRules.set(r.flow, ruleOf(r, i))
+    else router!.on(r.method as 'GET', r.path, () => {}, ruleOf(r, i))
+  })
+
+  function keyOf(request: FastifyRequest, address: string): string {
+    const token = bearerToken(request.headers.authorization)
+    if (token === undefined) return address
+    try {
+      return `sub:${tokens.verify(token).sub}`
+    } catch {
+      // A bad token is refused later by auth; for the limit its caller is just an address.
+      return address
+    }
+  }
+
+  function refuse(request: FastifyRequest, rule: Rule, path: string, decision: Decision): FlowgateError {
+    events?.emit({
+      kind: 'rate_limit.hit',
+      requestId: request.id,
+      traceId: request.traceId,
+      method: request.method,
+      route: rule.path || deps.routeOf?.(request.method, path || request.url.split('?')[0]!)?.path || routeTemplate(request),
+      clientKey: request.clientKey,
+      address: request.clientAddress,
+      capacity: rule.limit.capacity,
+      refillPerSec: rule.limit.refillPerSec,
+    })
+    return errors.rateLimited(undefined, { headers: { 'retry-after': String(decision.retryAfterSec) } })
+  }
+
+  function apply(request: FastifyRequest, reply: FastifyReply, rule: Rule, path: string, decision: Decision): FlowgateError | undefined {
+    reply.header('ratelimit-limit', rule.headerLimit)
+    reply.header('ratelimit-remaining', decision.remaining)
+    reply.header('ratelimit-reset', decision.resetSec)
+    return decision.allowed ? undefined : refuse(request, rule, path, decision)
+  }
+
+  // Callback style, not async: with the memory store the whole check runs synchronously, so a request
+  // pays no promise and no extra microtask turn for it.
+  return function guardEdge(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (securityHeaders !== undefined) reply.headers(securityHeaders)
+    // request.ip is undefined when the socket is already gone; such a request shares one bucket.
+    const address = addressKey(request.ip || 'unknown')
+    request.clientAddress = address
+    request.clientKey = address
+    if (blocklist !== undefined && blocklist.isBlocked(address)) return done(errors.ipBlocked())
+    if (store === undefined || UNLIMITED.has(request.url)) return done()
+    const key = keyOf(request, address)
+    request.clientKey = key
+    let rule = global
+    let path = ''
+    if (router !== undefined || flowRules.size > 0) {
+      const q = request.url.indexOf('?')
+      path = q === -1 ? request.url : request.url.slice(0, q)
+      const found = router?.find(request.method as 'GET', path)
+      if (found) rule = found.store as Rule
+      else if (flowRules.size > 0) {
+        const flow = deps.routeOf?.(request.method, path)?.flow
+        const byFlow = flow === undefined ? undefined : flowRules.get(flow)
+        if (byFlow !== undefined) rule = byFlow
+      }
+    }
+    const taken = store.take(rule.id + key, rule.limit)
+    if (!(taken instanceof Promise)) return done(apply(request, reply, rule, path, taken))
+    taken.then(
+      (decision) => done(apply(request, reply, rule, path, decision)),
+      (err: unknown) => done(err as Error),
+    )
+  }
+}

@@ -1,0 +1,207 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createTokenService } from '../../lib/auth.js'
+import type { Blocklist } from '../../server/edge/blocklist.js'
+import { createMemoryStore } from '../../server/edge/memory-store.js'
+import { parseRouteLimits } from '../../server/edge/rate-limit.js'
+import type { EventInput, EventPublisher } from '../../server/events/publisher.js'
+import { edgeApp, testConfig } from './edge-app.js'
+
+const config = testConfig({ rateLimitCapacity: 3, rateLimitRefillPerSec: 1 })
+
+function recorder(): EventPublisher & { events: EventInput[] } {
+  const events: EventInput[] = []
+  return {
+    source: 'gw-test',
+    events,
+    emit: (e) => void events.push(e),
+    stats: () => ({ published: 0, dropped: { buffer_full: 0, publish_failed: 0, closed: 0 }, queued: 0, inFlight: 0, retried: 0 }),
+    flush: async () => true,
+    close: async () => {},
+  }
+}
+
+describe('rate limit at the edge', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    vi.setSystemTime(new Date('2026-01-01T00:00:00Z'))
+  })
+  afterEach(() => vi.useRealTimers())
+
+  it('answers 429 with the envelope, Retry-After and RateLimit-* headers', async () => {
+    const events = recorder()
+    const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }), events })
+    const ok = []
+    for (let i = 0; i < 3; i++) ok.push(await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.1' }))
+    expect(ok.map((r) => r.statusCode)).toEqual([200, 200, 200])
+    expect(ok.map((r) => r.headers['ratelimit-remaining'])).toEqual(['2', '1', '0'])
+    expect(ok[0]!.headers['ratelimit-limit']).toBe('3')
+    expect(ok[0]!.headers['ratelimit-reset']).toBe('1')
+
+    const limited = await app.inject({ url: '/api/v1/things?x=1', remoteAddress: '198.51.100.1' })
+    expect(limited.statusCode).toBe(429)
+    expect(limited.json()).toEqual({
+      success: false,
+      status: 429,
+      errorCode: 'RATE_LIMITED',
+      message: 'Too many requests',
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+    })
+    expect(limited.headers['retry-after']).toBe('1')
+    expect(limited.headers['ratelimit-limit']).toBe('3')
+    expect(limited.headers['ratelimit-remaining']).toBe('0')
+    expect(limited.headers['ratelimit-reset']).toBe('3')
+    expect(limited.headers['x-trace-id']).toBe('0af7651916cd43dd8448eb211c80319c')
+    // helmet's headers are on every answer, refusals included
+    expect(limited.headers['x-content-type-options']).toBe('nosniff')
+
+    const hits = events.events.filter((e) => e.kind === 'rate_limit.hit')
+    expect(hits).toHaveLength(1)
+    expect(hits[0]).toMatchObject({ kind: 'rate_limit.hit', address: '198.51.100.1', clientKey: '198.51.100.1', method: 'GET', capacity: 3, refillPerSec: 1 })
+    expect(events.events.filter((e) => e.kind === 'request.completed')).toHaveLength(4)
+
+    vi.advanceTimersByTime(1000)
+    expect((await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.1' })).statusCode).toBe(200)
+    await app.close()
+  })
+
+  it('refuses before the body is read: a limited or blocked caller gets 429/403, not a body error', async () => {
+    const blocklist = { isBlocked: (a: string) => a === '198.51.100.70' } as unknown as Blocklist
+    const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }), blocklist })
+    const bad = { method: 'POST' as const, url: '/api/v1/admin/login', headers: { 'content-type': 'application/json' }, payload: '{not json' }
+    expect((await app.inject({ ...bad, remoteAddress: '198.51.100.70' })).json()).toMatchObject({ errorCode: 'IP_BLOCKED' })
+    const statuses = []
+    for (let i = 0; i < 4; i++) statuses.push((await app.inject({ ...bad, remoteAddress: '198.51.100.71' })).statusCode)
+    expect(statuses).toEqual([400, 400, 400, 429])
+    await app.close()
+  })
+
+  it('ignores a spoofed X-Forwarded-For without a trusted proxy', async () => {
+    const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }) })
+    const statuses = []
+    for (let i = 0; i < 5; i++) {
+      const r = await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.2', headers: { 'x-forwarded-for': `203.0.113.${i}` } })
+      statuses.push(r.statusCode)
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429])
+    await app.close()
+  })
+
+  it('honours X-Forwarded-For only from a trusted proxy', async () => {
+    const trusted = testConfig({ rateLimitCapacity: 3, rateLimitRefillPerSec: 1, trustProxy: ['10.0.0.0/8'] })
+    const app = await edgeApp(trusted, { store: createMemoryStore({ maxKeys: 100 }) })
+    // Behind the proxy: each real client has its own bucket.
+    for (let i = 0; i < 5; i++) {
+      const r = await app.inject({ url: '/api/v1/things', remoteAddress: '10.1.2.3', headers: { 'x-forwarded-for': `203.0.113.${i}` } })
+      expect(r.statusCode).toBe(200)
+    }
+    // The proxy cannot be bypassed by a client that sends the header itself from outside.
+    const statuses = []
+    for (let i = 0; i < 5; i++) {
+      const r = await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.3', headers: { 'x-forwarded-for': `203.0.113.${i}` } })
+      statuses.push(r.statusCode)
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429])
+    // A client prepending a fake hop before the trusted proxy's own entry gains nothing either.
+    const chain = []
+    for (let i = 0; i < 4; i++) {
+      const r = await app.inject({ url: '/api/v1/things', remoteAddress: '10.1.2.3', headers: { 'x-forwarded-for': `1.1.1.${i}, 203.0.113.50` } })
+      chain.push(r.statusCode)
+    }
+    expect(chain).toEqual([200, 200, 200, 429])
+    await app.close()
+  })
+
+  it('keys IPv6 clients by /64', async () => {
+    const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }) })
+    const statuses = []
+    for (let i = 1; i <= 4; i++) statuses.push((await app.inject({ url: '/api/v1/things', remoteAddress: `2001:db8:1:2::${i}` })).statusCode)
+    expect(statuses).toEqual([200, 200, 200, 429])
+    expect((await app.inject({ url: '/api/v1/things', remoteAddress: '2001:db8:1:3::1' })).statusCode).toBe(200)
+    await app.close()
+  })
+
+  it('keys an authenticated caller by its token subject, not its address', async () => {
+    const tokens = createTokenService(config)
+    const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }), tokens })
+    const token = tokens.sign({ sub: 'client-1', role: 'client' }).token
+    const statuses = []
+    for (let i = 0; i < 4; i++) {
+      const r = await app.inject({ url: '/api/v1/things', remoteAddress: `198.51.100.${10 + i}`, headers: { authorization: `Bearer ${token}` } })
+      statuses.push(r.statusCode)
+    }
+    expect(statuses).toEqual([200, 200, 200, 429])
+    // a garbage token falls back to the address
+    const r = await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.30', headers: { authorization: 'Bearer nope' } })
+    expect(r.statusCode).toBe(200)
+    await app.close()
+  })
+
+  it('applies per-route limits and leaves ops endpoints unlimited', async () => {
+    const perRoute = testConfig({ rateLimitCapacity: 100, rateLimitRefillPerSec: 1, rateLimitRoutes: ['POST /api/v1/admin/login=2:0.1'] })
+    const app = await edgeApp(perRoute, { store: createMemoryStore({ maxKeys: 100 }) })
+    const statuses = []
+    for (let i = 0; i < 3; i++) statuses.push((await app.inject({ method: 'POST', url: '/api/v1/admin/login', remoteAddress: '198.51.100.4' })).statusCode)
+    expect(statuses).toEqual([200, 200, 429])
+    const limited = await app.inject({ method: 'POST', url: '/api/v1/admin/login', remoteAddress: '198.51.100.4' })
+    expect(limited.headers['ratelimit-limit']).toBe('2')
+    expect(limited.headers['retry-after']).toBe('10')
+    // the global bucket of the same client is separate
+    expect((await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.4' })).headers['ratelimit-limit']).toBe('100')
+    for (let i = 0; i < 5; i++) {
+      const h = await app.inject({ url: '/health', remoteAddress: '198.51.100.4' })
+      expect(h.statusCode).toBe(200)
+      expect(h.headers['ratelimit-limit']).toBeUndefined()
+    }
+    expect(() => parseRouteLimits(['GET /x'])).toThrow(/RATE_LIMIT_ROUTES/)
+    expect(() => parseRouteLimits(['GET /x=0:1'])).toThrow(/RATE_LIMIT_ROUTES/)
+    expect(() => parseRouteLimits(['flow:Bad Name=1:1', 'GET /y=1:0'])).toThrow(expect.objectContaining({ problems: expect.arrayContaining([expect.stringContaining('flow:Bad Name'), expect.stringContaining('GET /y')]) }))
+    expect(parseRouteLimits(['flow:accounts.admin-login=5:0.1'])).toEqual([{ flow: 'accounts.admin-login', capacity: 5, refillPerSec: 0.1 }])
+    await app.close()
+  })
+
+  it('applies a per-flow limit wherever the flow is bound, labelling the event with its route template', async () => {
+    const perFlow = testConfig({ rateLimitCapacity: 100, rateLimitRefillPerSec: 1, rateLimitRoutes: ['flow:shop.things=2:0.5'] })
+    const events = recorder()
+    const routeOf = (method: string, path: string) => (method === 'GET' && path === '/api/v1/things' ? { path: '/api/v1/things', flow: 'shop.things' } : undefined)
+    const app = await edgeApp(perFlow, { store: createMemoryStore({ maxKeys: 100 }), events, routeOf })
+    const statuses = []
+    for (let i = 0; i < 3; i++) statuses.push((await app.inject({ url: '/api/v1/things?page=1', remoteAddress: '198.51.100.8' })).statusCode)
+    expect(statuses).toEqual([200, 200, 429])
+    expect(events.events.find((e) => e.kind === 'rate_limit.hit')).toMatchObject({ route: '/api/v1/things', capacity: 2, refillPerSec: 0.5 })
+    // other routes keep the global limit
+    expect((await app.inject({ method: 'POST', url: '/api/v1/admin/login', remoteAddress: '198.51.100.8' })).headers['ratelimit-limit']).toBe('100')
+    await app.close()
+  })
+
+  it('refuses a blocked address with 403 IP_BLOCKED before the limiter', async () => {
+    const blocklist = { isBlocked: (a: string) => a === '198.51.100.66' } as unknown as Blocklist
+    const store = createMemoryStore({ maxKeys: 100 })
+    const app = await edgeApp(config, { store, blocklist })
+    const r = await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.66' })
+    expect(r.statusCode).toBe(403)
+    expect(r.json()).toMatchObject({ success: false, status: 403, errorCode: 'IP_BLOCKED' })
+    expect(store.size()).toBe(0)
+    expect((await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.67' })).statusCode).toBe(200)
+    await app.close()
+  })
+
+  it('adds nothing when the limiter is off; CORS only when origins are configured', async () => {
+    const off = await edgeApp(config)
+    const r = await off.inject({ url: '/api/v1/things', headers: { origin: 'https://evil.example' } })
+    expect(r.headers['ratelimit-limit']).toBeUndefined()
+    expect(r.headers['access-control-allow-origin']).toBeUndefined()
+    // helmet's defaults, computed once, on every answer
+    expect(r.headers['content-security-policy']).toContain("default-src 'self'")
+    expect(r.headers['strict-transport-security']).toMatch(/max-age=/)
+    expect(r.headers['x-frame-options']).toBe('SAMEORIGIN')
+    expect(r.headers['x-content-type-options']).toBe('nosniff')
+    expect(r.headers['content-type']).toMatch(/application\/json/)
+    await off.close()
+    const withCors = await edgeApp(testConfig({ corsOrigins: ['https://app.example'] }))
+    const allowed = await withCors.inject({ url: '/api/v1/things', headers: { origin: 'https://app.example' } })
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://app.example')
+    const other = await withCors.inject({ url: '/api/v1/things', headers: { origin: 'https://evil.example' } })
+    expect(other.headers['access-control-allow-origin']).toBeUndefined()
+    await withCors.close()
+  })
+})
