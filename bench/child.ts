@@ -20,7 +20,7 @@ const port = Number(portText)
 const overrides = JSON.parse(extra) as Record<string, unknown>
 const config = parseConfig({ nodeEnv: 'test', natsUrl, port, logLevel: 'info', flowConcurrency: 256, ...overrides })
 // Logging stays on, as in production, written to /dev/null so the terminal is not the bottleneck.
-const log = createLogger(config, {}, pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }))
+const log = createLogger(config, {}, pino.destination({ dest: '/dev/null', sync: false }))
 
 export const benchFlow = defineFlow({
   name: 'bench.item',
@@ -40,6 +40,16 @@ async function main() {
     app.get('/api/v1/bench/items/:id', async (request, reply) => {
       const { id } = request.params as { id: string }
       return reply.type('application/json; charset=utf-8').send(successEnvelope({ id, name: 'Coffee beans', price: 14.5 }, 200, trace))
+    })
+    await app.listen({ port, host: '127.0.0.1' })
+  } else if (role === 'bare-logged') {
+    // The same route as a typical Fastify service runs it: Fastify's own request logging (two lines
+    // a request) to the same /dev/null destination as the gateway's, and its serializer for the body.
+    const app = Fastify({ loggerInstance: log })
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736'
+    app.get('/api/v1/bench/items/:id', async (request) => {
+      const { id } = request.params as { id: string }
+      return { success: true, status: 200, data: { id, name: 'Coffee beans', price: 14.5 }, traceId: trace }
     })
     await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'gateway') {

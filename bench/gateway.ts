@@ -88,12 +88,15 @@ async function load(name: string, url: string, measured: string[], opts: { warmu
   return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx, cpuUs }
 }
 
-function print(results: Result[], baseline: Result) {
-  console.log(`\n${'scenario'.padEnd(42)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'ratio'.padStart(6)}  errors  CPU µs/request`)
+/** Ratios against both baselines: bare Fastify with nothing on, and with its request logging on. */
+function print(results: Result[], bare: Result, logged: Result) {
+  console.log(
+    `\n${'scenario'.padEnd(42)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'× bare'.padStart(7)} ${'× logged'.padStart(8)}  errors  CPU µs/request`,
+  )
   for (const r of results) {
     const cpu = Object.entries(r.cpuUs).map(([role, us]) => `${role} ${us.toFixed(0)}`).join(', ')
     console.log(
-      `${r.name.padEnd(42)} ${r.rps.toFixed(0).padStart(9)} ${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)} ${(r.rps / baseline.rps).toFixed(2).padStart(6)}  ${String(r.errors + r.non2xx).padStart(6)}  ${cpu}`,
+      `${r.name.padEnd(42)} ${r.rps.toFixed(0).padStart(9)} ${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)} ${(r.rps / bare.rps).toFixed(2).padStart(7)} ${(r.rps / logged.rps).toFixed(2).padStart(8)}  ${String(r.errors + r.non2xx).padStart(6)}  ${cpu}`,
     )
   }
 }
@@ -143,6 +146,8 @@ async function main() {
   try {
     const barePort = await freePort()
     await startRole('bare', nats.url, barePort)
+    const loggedPort = await freePort()
+    await startRole('bare-logged', nats.url, loggedPort)
     const gwPort = await freePort()
     await startRole('worker', nats.url, 0)
     await startRole('gateway', nats.url, gwPort, EDGE_OFF)
@@ -159,6 +164,10 @@ async function main() {
       ? { name: 'bare (skipped)', rps: 1, p50: 0, p99: 0, errors: 0, non2xx: 0, cpuUs: {} }
       : await load('bare Fastify (same JSON)', `http://127.0.0.1:${barePort}/api/v1/bench/items/42`, ['bare'])
     results.push(bare)
+    const logged = process.env.BENCH_PROFILE
+      ? bare
+      : await load('bare Fastify, request logging on', `http://127.0.0.1:${loggedPort}/api/v1/bench/items/42`, ['bare-logged'])
+    if (logged !== bare) results.push(logged)
     const off = await load('gateway -> NATS -> flow', `http://127.0.0.1:${gwPort}/api/v1/bench/items/42`, ['gateway', 'worker'])
     results.push(off)
     // Each edge scenario alternates with the edge-off gateway in EDGE_ROUNDS short rounds (off, on,
@@ -179,7 +188,7 @@ async function main() {
       costs.push(edgeCost(name, rounds))
       results.push(rounds[rounds.length - 1]![1])
     }
-    print(results, bare)
+    print(results, bare, logged)
     printEdgeCosts(costs)
   } finally {
     for (const c of children) c.kill('SIGTERM')

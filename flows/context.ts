@@ -58,11 +58,11 @@ export interface StepEvent {
   durationMs: number
 }
 
+/** What one flow run shares with every context of it (the flow's and each step's). */
 export interface ContextInit {
   flow: string
   requestId: string
   traceId: string
-  spanId: string
   user: Principal | undefined
   /** The worker's logger; ctx.log is a child of it made on first use. */
   baseLog: Logger
@@ -76,38 +76,67 @@ export interface ContextInit {
   onStepFailed: (step: string) => void
 }
 
-export function createContext(init: ContextInit, stepPath = ''): FlowContext {
-  let log: Logger | undefined
-  return {
-    flow: init.flow,
-    requestId: init.requestId,
-    traceId: init.traceId,
-    spanId: init.spanId,
-    user: init.user,
-    get log() {
-      log ??= init.baseLog.child(logBindings(init, stepPath))
-      return log
-    },
-    get signal() {
-      return init.signal()
-    },
-    deps: init.deps,
-    step: (name, fn) => runStep(init, stepPath, name, fn),
+// A class rather than an object literal per call: the getters live once on the prototype, and a
+// step's context is three fields, not a copy of the run's. Flows run this per request and per step.
+class Context implements FlowContext {
+  private childLog: Logger | undefined
+
+  constructor(
+    private readonly init: ContextInit,
+    readonly spanId: string,
+    private readonly stepPath: string,
+  ) {}
+
+  get flow() {
+    return this.init.flow
+  }
+  get requestId() {
+    return this.init.requestId
+  }
+  get traceId() {
+    return this.init.traceId
+  }
+  get user() {
+    return this.init.user
+  }
+  get deps() {
+    return this.init.deps
+  }
+  get signal() {
+    return this.init.signal()
+  }
+  get log() {
+    const { init } = this
+    this.childLog ??= init.baseLog.child({
+      flow: init.flow,
+      trace_id: init.traceId,
+      span_id: this.spanId,
+      request_id: init.requestId,
+      ...(this.stepPath ? { step: this.stepPath } : {}),
+    })
+    return this.childLog
+  }
+
+  step<T>(name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T> {
+    return runStep(this.init, this.spanId, this.stepPath, name, fn)
   }
 }
 
-const logBindings = (init: ContextInit, step: string) => ({
-  flow: init.flow,
-  trace_id: init.traceId,
-  span_id: init.spanId,
-  request_id: init.requestId,
-  ...(step ? { step } : {}),
-})
+/** The context of a flow run, under the flow's span. */
+export function createContext(init: ContextInit, spanId: string): FlowContext {
+  return new Context(init, spanId, '')
+}
 
-async function runStep<T>(init: ContextInit, parentPath: string, name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T> {
+async function runStep<T>(
+  init: ContextInit,
+  parentSpanId: string,
+  parentPath: string,
+  name: string,
+  fn: (ctx: FlowContext) => Promise<T> | T,
+): Promise<T> {
   const stepName = parentPath ? `${parentPath}/${name}` : name
-  const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, init.spanId, { 'flowgate.flow': init.flow })
-  const child = createContext({ ...init, spanId: span.spanId }, stepName)
+  const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, parentSpanId, { 'flowgate.flow': init.flow })
+  const child = new Context(init, span.spanId, stepName)
   const startedAt = Date.now()
   const t0 = performance.now()
   // One line per step, written with explicit fields rather than a child logger per step: this is the hot path.
@@ -116,7 +145,7 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
     step: stepName,
     trace_id: init.traceId,
     span_id: span.spanId,
-    parent_span_id: init.spanId,
+    parent_span_id: parentSpanId,
     request_id: init.requestId,
     outcome: 'ok' as 'ok' | 'error',
     durationMs: 0,
@@ -126,7 +155,7 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
       v: 1,
       traceId: init.traceId,
       spanId: span.spanId,
-      parentSpanId: init.spanId,
+      parentSpanId,
       requestId: init.requestId,
       flow: init.flow,
       step: stepName,
@@ -158,9 +187,7 @@ async function runStep<T>(init: ContextInit, parentPath: string, name: string, f
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000
 
-const encoder = new TextEncoder()
-
 /** Publishes step events on `traces.<traceId>`; never throws into the flow. */
 export function stepPublisher(batcher: PublishBatcher, onDrop: () => void): (event: StepEvent) => void {
-  return (event) => batcher.publish(subjects.trace(event.traceId), encoder.encode(JSON.stringify(event)), undefined, onDrop)
+  return (event) => batcher.publish(subjects.trace(event.traceId), Buffer.from(JSON.stringify(event)), undefined, onDrop)
 }

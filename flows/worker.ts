@@ -35,7 +35,6 @@ export interface FlowWorker {
   stop(timeoutMs: number): Promise<void>
 }
 
-const encoder = new TextEncoder()
 
 /** Registers every flow as an endpoint of the `flowgate-flows` micro service. */
 export async function createFlowWorker(
@@ -128,19 +127,21 @@ export async function createFlowWorker(
       const input = decodeInput(msg.data)
       if (flow.hasDefaults) Value.Default(flow.input, input)
       if (!flow.inputCheck.Check(input)) throw errors.validation(fieldErrors(flow.inputCheck.Errors(input)))
-      const ctx = createContext({
-        flow: flow.name,
-        requestId,
-        traceId,
-        spanId: span.spanId,
-        user,
-        baseLog: log,
-        signal: () => run.signal(),
-        deps: deps.flowDeps,
-        tracing,
-        publishStep,
-        onStepFailed: (step) => (failedStep ??= step),
-      })
+      const ctx = createContext(
+        {
+          flow: flow.name,
+          requestId,
+          traceId,
+          user,
+          baseLog: log,
+          signal: () => run.signal(),
+          deps: deps.flowDeps,
+          tracing,
+          publishStep,
+          onStepFailed: (step) => (failedStep ??= step),
+        },
+        span.spanId,
+      )
       const returned = await flow.run(input, ctx)
       const [data, status] = isFlowResult(returned) ? [returned.data, returned.status] : [returned, flow.http?.status ?? 200]
       if (!flow.outputCheck.Check(data)) {
@@ -158,7 +159,8 @@ export async function createFlowWorker(
     if (!msg.reply) return
     const onError = (e: unknown) => log.warn({ err: e }, 'could not reply (connection closing?)')
     if (!err) {
-      batcher.publish(msg.reply, encoder.encode(successEnvelope(data, status, traceId)), undefined, onError)
+      // Buffer.from, not TextEncoder: about three times faster for short strings on Node 20.
+      batcher.publish(msg.reply, Buffer.from(successEnvelope(data, status, traceId)), undefined, onError)
       return
     }
     // Unexpected failures are masked: the real error is logged by the caller, never sent.
@@ -166,7 +168,7 @@ export async function createFlowWorker(
     const h = natsHeaders()
     h.set(headers.serviceError, masked.message)
     h.set(headers.serviceErrorCode, String(masked.status))
-    batcher.publish(msg.reply, encoder.encode(JSON.stringify(errorEnvelope(masked, traceId))), { headers: h }, onError)
+    batcher.publish(msg.reply, Buffer.from(JSON.stringify(errorEnvelope(masked, traceId))), { headers: h }, onError)
   }
 
   return {

@@ -16,7 +16,7 @@ export function createLogger(
       // Top-level paths only: wildcard redaction is paid on every line, and no code logs request bodies.
       redact: { paths: ['password', 'token', 'authorization', 'client_secret', 'headers.authorization'], censor: '[redacted]' },
     },
-    // Asynchronous, written in 4 KiB batches: one write per many lines, flushed at exit by pino.
-    destination ?? pino.destination({ sync: false, minLength: 4096 }),
+    // Asynchronous: lines written while a write is in flight go out together in the next one.
+    destination ?? pino.destination({ sync: false }),
   )
 }

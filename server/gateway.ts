@@ -1,5 +1,6 @@
 // The HTTP gateway: each request to a discovered flow route becomes one NATS request-reply.
 // buildGateway() is apart from listen() so tests drive it with inject().
+import type { RequestListener } from 'node:http'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { headers as natsHeaders, type NatsConnection } from 'nats'
 import type { Registry } from 'prom-client'
@@ -13,6 +14,7 @@ import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { acceptRequestId, formatTraceparent, parseTraceparent } from '../lib/trace-context.js'
 import { ajvFieldErrors } from '../lib/validation.js'
 import { createDiscovery, type Discovery } from './discovery.js'
+import type { GatewayHttpServer } from './http-server.js'
 import { registerEdge } from './edge/index.js'
 import type { EdgeParts } from './edge/start.js'
 import { sendError } from './envelope-errors.js'
@@ -40,6 +42,8 @@ export interface GatewayDeps {
   registry: Registry
   /** Edge protection (server/edge/start.ts); each part undefined when its feature is off. */
   edge?: EdgeParts
+  /** Serve on this already-listening server instead of one of Fastify's own (server/http-server.ts). */
+  http?: GatewayHttpServer
 }
 
 export interface Gateway {
@@ -52,7 +56,6 @@ export interface Gateway {
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 const FLOW_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
-const encoder = new TextEncoder()
 const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: undefined }
 
 export async function buildGateway(config: Config, deps: GatewayDeps): Promise<Gateway> {
@@ -71,6 +74,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     return503OnClosing: false,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    ...(deps.http
+      ? {
+          serverFactory: (handler: RequestListener) => {
+            deps.http!.prepare(handler)
+            return deps.http!.server
+          },
+        }
+      : {}),
   })
   // JSON only: a text/plain body is a client mistake (415), not a string input.
   app.removeContentTypeParser('text/plain')
@@ -137,7 +148,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     const input = mergeInput(route, request.body, request.query as Record<string, unknown>, params)
     if (!route.validate(input)) throw errors.validation(ajvFieldErrors(route.validate.errors))
 
-    const payload = encoder.encode(JSON.stringify(input))
+    const payload = Buffer.from(JSON.stringify(input))
     // Checked here: the server would drop an oversized publish and the caller would wait for nothing.
     if (payload.length > requester.maxPayload()) {
       throw errors.payloadTooLarge(`Request is ${payload.length} bytes; the message bus accepts at most ${requester.maxPayload()}`)
@@ -163,7 +174,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
       if (!envelope.success && envelope.status >= 500 && envelope.errorCode === 'INTERNAL_ERROR' && envelope.message !== 'Internal error') {
         throw reviveError({ ...envelope, message: 'Internal error' })
       }
-      return reply.code(envelope.status).type(JSON_TYPE).send(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength))
+      // A string body goes out with the headers in one write; a Buffer body costs a writev.
+      return reply.code(envelope.status).type(JSON_TYPE).send(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8'))
     } finally {
       raw.removeListener('close', onClose)
     }

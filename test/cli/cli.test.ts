@@ -103,4 +103,34 @@ describe('flowgate CLI', () => {
       p.child.kill('SIGKILL')
     }
   })
+
+  it('gateway started before NATS: listens at once with 503s, then serves when NATS comes up', async () => {
+    const bus = await startNats()
+    await bus.pause()
+    const port = await freePort()
+    const p = run(['gateway'], { NATS_URL: bus.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', DISCOVERY_INTERVAL_MS: '200', NATS_CONNECT_TIMEOUT_MS: '300' })
+    let w: TestWorker | undefined
+    try {
+      const base = `http://127.0.0.1:${port}`
+      await waitFor(async () => (await fetch(`${base}/health`).catch(() => undefined))?.status === 200)
+      expect((await fetch(`${base}/ready`)).status).toBe(503)
+      const early = await fetch(`${base}/api/v1/clitest/slow?ms=1`)
+      expect(early.status).toBe(503)
+      expect(early.headers.get('x-trace-id')).toMatch(/^[0-9a-f]{32}$/)
+      expect(await early.json()).toMatchObject({ success: false, errorCode: 'SERVICE_UNAVAILABLE' })
+      await waitFor(() => p.output().includes('waiting for NATS'))
+      await bus.restart()
+      w = await startWorker(testConfig(bus.url), [slow], logs.log)
+      await waitFor(async () => (await fetch(`${base}/api/v1/clitest/slow?ms=1`)).status === 200)
+      expect((await fetch(`${base}/ready`)).status).toBe(200)
+      p.child.kill('SIGTERM')
+      expect(await p.exit).toBe(0)
+    } catch (err) {
+      throw new Error(`${String(err)}\n--- gateway output ---\n${p.output()}`)
+    } finally {
+      p.child.kill('SIGKILL')
+      await w?.stop()
+      await bus.stop()
+    }
+  }, 30_000)
 })
