@@ -1,6 +1,6 @@
 // A real nats-server with JetStream for one test file: random port, own temp store dir.
 import { join } from 'node:path'
-import { freePort, portOpen, requireBinary, startProcess, tempDir, type ServerProcess } from './process.js'
+import { freePort, requireBinary, startRestartable, tempDir } from './process.js'
 
 export interface NatsServer {
   url: string
@@ -22,22 +22,6 @@ export async function startNats(opts: { maxPayload?: number } = {}): Promise<Nat
     writeFileSync(conf, `max_payload: ${opts.maxPayload}\n`)
     args.push('-c', conf)
   }
-  const launch = () => startProcess({ name: 'nats-server', bin, args, dir, ready: () => portOpen(port), removeDir: false })
-  let proc: ServerProcess | undefined = await launch()
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
-    async pause() {
-      await proc?.kill()
-      proc = undefined
-    },
-    async restart() {
-      if (!proc) proc = await launch()
-    },
-    async stop() {
-      await proc?.stop()
-      const { rmSync } = await import('node:fs')
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
+  const server = await startRestartable({ name: 'nats-server', bin, args, dir, port })
+  return { url: `nats://127.0.0.1:${port}`, port, pause: server.kill, restart: server.restart, stop: server.stop }
 }

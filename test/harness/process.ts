@@ -106,3 +106,34 @@ export async function portOpen(port: number, host = '127.0.0.1'): Promise<boolea
     s.once('error', () => resolve(false))
   })
 }
+
+/** A server that fault tests can kill and bring back on the same port and data dir. */
+export interface RestartableServer {
+  port: number
+  /** SIGKILL; the port and data dir are kept for `restart()`. */
+  kill(): Promise<void>
+  restart(): Promise<void>
+  /** Stops it and removes its dir. */
+  stop(): Promise<void>
+}
+
+export async function startRestartable(opts: { name: string; bin: string; args: string[]; dir: string; port: number }): Promise<RestartableServer> {
+  const launch = () =>
+    startProcess({ name: opts.name, bin: opts.bin, args: opts.args, dir: opts.dir, ready: () => portOpen(opts.port), removeDir: false })
+  let proc: ServerProcess | undefined = await launch()
+  return {
+    port: opts.port,
+    async kill() {
+      await proc?.kill()
+      proc = undefined
+    },
+    async restart() {
+      proc ??= await launch()
+    },
+    async stop() {
+      await proc?.stop()
+      proc = undefined
+      rmSync(opts.dir, { recursive: true, force: true })
+    },
+  }
+}

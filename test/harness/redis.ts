@@ -1,6 +1,6 @@
 // A real redis-server for one test file: random port, own temp dir, no persistence; stop, kill
 // and restart for fault tests.
-import { freePort, portOpen, requireBinary, startProcess, tempDir, type ServerProcess } from './process.js'
+import { freePort, requireBinary, startRestartable, tempDir } from './process.js'
 
 export interface RedisServer {
   url: string
@@ -16,23 +16,6 @@ export async function startRedis(opts: { args?: string[]; port?: number } = {}):
   const port = opts.port ?? (await freePort())
   const dir = tempDir('redis')
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--enable-debug-command', 'yes', ...(opts.args ?? [])]
-  const launch = () => startProcess({ name: 'redis-server', bin, args, dir, ready: () => portOpen(port), removeDir: false })
-  let proc: ServerProcess | undefined = await launch()
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    async kill() {
-      await proc?.kill()
-      proc = undefined
-    },
-    async restart() {
-      if (!proc) proc = await launch()
-    },
-    async stop() {
-      await proc?.stop()
-      proc = undefined
-      const { rmSync } = await import('node:fs')
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
+  const server = await startRestartable({ name: 'redis-server', bin, args, dir, port })
+  return { ...server, url: `redis://127.0.0.1:${port}` }
 }
