@@ -54,6 +54,8 @@ export function createSchemaCompiler() {
     if (cache.size >= MAX_SCHEMAS) {
       const oldest = cache.keys().next().value as string
       cache.delete(oldest)
+      // Ajv keeps its own copy of every compiled schema: clear it too, or the bound is only ours.
+      // Functions already compiled (those still in `cache`) keep working.
       ajv.removeSchema()
     }
     cache.set(text, fn)
