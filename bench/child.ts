@@ -2,13 +2,12 @@
 // the way it would in production: `bare` (plain Fastify), `gateway`, or `worker` (a trivial flow).
 import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
-import pino from 'pino'
 import { connect } from 'nats'
 import { Registry } from 'prom-client'
 import { createTokenService } from '../lib/auth.js'
 import { parseConfig } from '../lib/config.js'
 import { successEnvelope } from '../lib/envelope.js'
-import { createLogger } from '../lib/logger.js'
+import { createLogger, logDestination } from '../lib/logger.js'
 import { disabledTracing } from '../lib/telemetry.js'
 import { defineFlow, type Flow } from '../flows/define.js'
 import { createFlowWorker } from '../flows/worker.js'
@@ -20,7 +19,7 @@ const port = Number(portText)
 const overrides = JSON.parse(extra) as Record<string, unknown>
 const config = parseConfig({ nodeEnv: 'test', natsUrl, port, logLevel: 'info', flowConcurrency: 256, ...overrides })
 // Logging stays on, as in production, written to /dev/null so the terminal is not the bottleneck.
-const log = createLogger(config, {}, pino.destination({ dest: '/dev/null', sync: false }))
+const log = createLogger(config, {}, logDestination('/dev/null'))
 
 export const benchFlow = defineFlow({
   name: 'bench.item',

@@ -103,7 +103,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   })
 
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and flow lookup.
-  await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, routeOf: (m, p) => discovery.table().find(m, p)?.route })
+  const security = await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, routeOf: (m, p) => discovery.table().find(m, p)?.route })
 
   app.addHook('onResponse', function logCompleted(request, reply, done) {
     const seconds = reply.elapsedTime / 1000
@@ -128,7 +128,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   app.get('/metrics', async (_request, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()))
   registerTraceRoutes(app, nc, tokens, log)
   app.get('/docs/json', async () => openApiDocument(discovery.table().routes))
-  app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docsPage(discovery.table().routes)))
+  app.get('/docs', async (_request, reply) => reply.headers(security.document).type('text/html; charset=utf-8').send(docsPage(discovery.table().routes)))
 
   app.route({ method: [...FLOW_METHODS], url: '/*', handler: callFlow })
 

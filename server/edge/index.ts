@@ -11,7 +11,7 @@ import type { EventPublisher } from '../events/publisher.js'
 import type { Blocklist } from './blocklist.js'
 import { parseAddress } from './client-address.js'
 import { createEdgeGuard, routeTemplate } from './rate-limit.js'
-import { helmetHeaders } from './security-headers.js'
+import { securityHeaders as helmetHeaders, type SecurityHeaders } from './security-headers.js'
 import type { RateLimitStore } from './token-bucket.js'
 
 export interface EdgeDeps {
@@ -28,20 +28,22 @@ export interface EdgeDeps {
 const ADMIN = { roles: ['admin' as const] }
 const JSON_TYPE = 'application/json; charset=utf-8'
 
-/** Registers the edge on the root instance; call it right after the hook that sets the trace id. */
+/**
+ * Registers the edge on the root instance; call it right after the hook that sets the trace id.
+ * Returns the security headers, so an HTML page can swap the API's set for the document one.
+ */
 export async function registerEdge(
   app: FastifyInstance,
   config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>,
   deps: EdgeDeps,
-): Promise<void> {
-  // The API serves JSON and one small docs page; helmet's defaults (CSP included) suit both.
+): Promise<SecurityHeaders> {
   const securityHeaders = await helmetHeaders()
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: [...config.corsOrigins], exposedHeaders: ['x-trace-id', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'] })
   }
   app.decorateRequest('clientAddress', '')
   app.decorateRequest('clientKey', '')
-  app.addHook('onRequest', createEdgeGuard(config, { ...deps, securityHeaders }))
+  app.addHook('onRequest', createEdgeGuard(config, { ...deps, securityHeaders: securityHeaders.api }))
 
   const events = deps.events
   if (events !== undefined) {
@@ -66,6 +68,7 @@ export async function registerEdge(
   }
 
   registerBlockRoutes(app, deps.blocklist, deps.tokens)
+  return securityHeaders
 }
 
 function registerBlockRoutes(app: FastifyInstance, blocklist: Blocklist | undefined, tokens: TokenService) {

@@ -66,7 +66,7 @@ export interface EdgeGuardDeps {
   tokens: TokenService
   /** The flow route a path leads to: its template labels rate-limit events; its flow picks a per-flow limit. */
   routeOf?: (method: string, path: string) => { path: string; flow: string } | undefined
-  /** Set on every answer (helmet's, computed once). */
+  /** Set on every answer (the API's set of helmet's headers, computed once). */
   securityHeaders?: Readonly<Record<string, string>>
 }
 

@@ -190,11 +190,16 @@ describe('rate limit at the edge', () => {
     const r = await off.inject({ url: '/api/v1/things', headers: { origin: 'https://evil.example' } })
     expect(r.headers['ratelimit-limit']).toBeUndefined()
     expect(r.headers['access-control-allow-origin']).toBeUndefined()
-    // helmet's defaults, computed once, on every answer
-    expect(r.headers['content-security-policy']).toContain("default-src 'self'")
+    // helmet's API set, computed once, on every answer; none of the browser-page headers
+    expect(r.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'")
     expect(r.headers['strict-transport-security']).toMatch(/max-age=/)
-    expect(r.headers['x-frame-options']).toBe('SAMEORIGIN')
+    expect(r.headers['x-frame-options']).toBe('DENY')
     expect(r.headers['x-content-type-options']).toBe('nosniff')
+    expect(r.headers['cache-control']).toBe('no-store')
+    expect(r.headers['referrer-policy']).toBe('no-referrer')
+    for (const pageOnly of ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-xss-protection', 'x-download-options', 'x-dns-prefetch-control']) {
+      expect(r.headers[pageOnly]).toBeUndefined()
+    }
     expect(r.headers['content-type']).toMatch(/application\/json/)
     await off.close()
     const withCors = await edgeApp(testConfig({ corsOrigins: ['https://app.example'] }))

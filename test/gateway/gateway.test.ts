@@ -405,6 +405,10 @@ describe('docs and ops', () => {
     const html = await inject({ method: 'GET', url: '/docs' })
     expect(html.headers['content-type']).toMatch(/text\/html/)
     expect(html.body).toContain('/api/v1/orders/quote')
+    // The page is a document: helmet's defaults (its inline style allowed), not the API's deny-all CSP.
+    expect(html.headers['content-security-policy']).toContain("style-src 'self' https: 'unsafe-inline'")
+    expect(html.headers['x-frame-options']).toBe('SAMEORIGIN')
+    expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'")
   })
 
   it('reports liveness and readiness', async () => {
