@@ -139,6 +139,7 @@ function medianResult(name: string, rounds: Result[]): Result {
 // rounds taken side by side see the same machine, so their ratio is steady where one long run of
 // each is not.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+const ROUND_SEC = Number(process.env.BENCH_ROUND_SEC ?? 5)
 const TARGET = 0.4
 
 // The gateway scenario above runs with the edge off; these turn its features on (same run, same machine).
@@ -196,12 +197,11 @@ async function main() {
       edgePorts[name] = await freePort()
       await startRole('gateway', nats.url, edgePorts[name], overrides, name)
     }
-    console.log(`${CONNECTIONS} connections, ${ROUNDS} rounds of ${Math.max(3, Math.round(DURATION_SEC / 2))} s per scenario, ${process.platform} ${process.arch}, node ${process.version}`)
+    console.log(`${CONNECTIONS} connections, ${ROUNDS} rounds of ${ROUND_SEC} s per scenario, ${process.platform} ${process.arch}, node ${process.version}`)
     const results: Result[] = []
     const bareUrl = `http://127.0.0.1:${barePort}/api/v1/bench/items/42`
     const loggedUrl = `http://127.0.0.1:${loggedPort}/api/v1/bench/items/42`
     const gwUrl = `http://127.0.0.1:${gwPort}/api/v1/bench/items/42`
-    const roundSec = Math.max(3, Math.round(DURATION_SEC / 2))
     // BENCH_PROFILE=1 skips the baselines so a --cpu-prof run shows only the gateway under load.
     const profile = Boolean(process.env.BENCH_PROFILE)
     if (!profile) {
@@ -211,7 +211,7 @@ async function main() {
     await load('warm', gwUrl, [], { durationSec: 1 })
     const rounds: Array<{ bare: Result; logged: Result; gateway: Result }> = []
     for (let i = 0; i < ROUNDS; i++) {
-      const once = { warmupSec: 0, durationSec: roundSec }
+      const once = { warmupSec: 0, durationSec: ROUND_SEC }
       const bare = profile ? undefined : await load('bare', bareUrl, ['bare'], once)
       const logged = profile ? undefined : await load('logged', loggedUrl, ['bare-logged'], once)
       const gateway = await load('gateway', gwUrl, ['gateway', 'worker', 'nats-server'], once)
