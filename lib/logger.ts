@@ -14,7 +14,7 @@ const FLUSH_MS = 200
  * and pino flushes what is left synchronously when the process exits; only a SIGKILL loses the
  * last batch.
  */
-export function logDestination(dest: string | number = 1): DestinationStream {
+export function logDestination(dest: string | number = 1): ReturnType<typeof pino.destination> {
   const stream = pino.destination({ dest, sync: false, minLength: BATCH_BYTES })
   const timer: NodeJS.Timeout = setInterval(() => {
     try {
