@@ -107,6 +107,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
 
   app.addHook('onResponse', function logCompleted(request, reply, done) {
     const seconds = reply.elapsedTime / 1000
+    // Flow calls set their template; the gateway's own routes (/health, /docs, ...) have Fastify's.
+    if (request.routeLabel === 'unmatched' && request.routeOptions.url !== undefined && request.routeOptions.url !== '/*') {
+      request.routeLabel = request.routeOptions.url
+    }
     metrics.observe(request.method, request.routeLabel, reply.statusCode, seconds)
     request.span?.end(reply.statusCode >= 500 ? { code: String(reply.statusCode), message: 'server error' } : undefined)
     request.log.info(

@@ -424,5 +424,12 @@ describe('docs and ops', () => {
     expect(text).toContain('flowgate_http_request_duration_seconds_bucket')
     expect(text).toContain('route="/api/v1/test/echo/:id"')
     expect(text).not.toContain('secret-id-123')
+    // The gateway's own routes by their template; an unknown path stays one bounded label.
+    await inject({ method: 'GET', url: '/health' })
+    await inject({ method: 'GET', url: '/api/v1/no/such/route-42' })
+    const after = await (await inject({ method: 'GET', url: '/metrics' })).body
+    expect(after).toMatch(/flowgate_http_request_duration_seconds_count\{method="GET",route="\/health",status="200"\} \d+/)
+    expect(after).toMatch(/flowgate_http_request_duration_seconds_count\{method="GET",route="unmatched",status="404"\} \d+/)
+    expect(after).not.toContain('route-42')
   })
 })
