@@ -216,7 +216,7 @@ async function main() {
       const logged = profile ? undefined : await load('logged', loggedUrl, ['bare-logged'], once)
       const gateway = await load('gateway', gwUrl, ['gateway', 'worker', 'nats-server'], once)
       rounds.push({ bare: bare ?? gateway, logged: logged ?? gateway, gateway })
-      console.log(`  round ${i + 1}: bare ${rounds[i]!.bare.rps.toFixed(0)}, logged ${rounds[i]!.logged.rps.toFixed(0)}, gateway ${gateway.rps.toFixed(0)} req/s`)
+      if (bare && logged) console.log(`  round ${i + 1}: bare ${bare.rps.toFixed(0)}, logged ${logged.rps.toFixed(0)}, gateway ${gateway.rps.toFixed(0)} req/s`)
     }
     const bare = medianResult('bare Fastify (same JSON)', rounds.map((r) => r.bare))
     const logged = medianResult('bare Fastify, request logging on', rounds.map((r) => r.logged))
@@ -230,19 +230,18 @@ async function main() {
     // off, on, ...), and the median of the per-round ratios is reported, so a neighbour's burst of
     // load on a shared machine skews one round, not the verdict.
     const costs: EdgeCost[] = []
-    const offUrl = gwUrl
     const edgeRoundSec = Math.max(3, Math.round(DURATION_SEC / EDGE_ROUNDS))
     for (const [name, port] of Object.entries(edgePorts)) {
       const onUrl = `http://127.0.0.1:${port}/api/v1/bench/items/42`
       await load(name, onUrl, [name], { durationSec: 1 }) // warm the scenario's process once
-      const rounds: Array<[Result, Result]> = []
+      const pairs: Array<[Result, Result]> = []
       for (let i = 0; i < EDGE_ROUNDS; i++) {
-        const offRun = await load('edge off', offUrl, ['gateway'], { warmupSec: 0, durationSec: edgeRoundSec })
+        const offRun = await load('edge off', gwUrl, ['gateway'], { warmupSec: 0, durationSec: edgeRoundSec })
         const onRun = await load(name, onUrl, [name], { warmupSec: 0, durationSec: edgeRoundSec })
-        rounds.push([offRun, onRun])
+        pairs.push([offRun, onRun])
       }
-      costs.push(edgeCost(name, rounds))
-      results.push(rounds[rounds.length - 1]![1])
+      costs.push(edgeCost(name, pairs))
+      results.push(pairs[pairs.length - 1]![1])
     }
     print(results, bare, logged)
     const spread = rounds.map((r) => (r.gateway.rps / r.bare.rps).toFixed(2)).join(' ')

@@ -11,7 +11,7 @@ import type { EventPublisher } from '../events/publisher.js'
 import type { Blocklist } from './blocklist.js'
 import { parseAddress } from './client-address.js'
 import { createEdgeGuard, routeTemplate } from './rate-limit.js'
-import { securityHeaders as helmetHeaders, type SecurityHeaders } from './security-headers.js'
+import { securityHeaders, type SecurityHeaders } from './security-headers.js'
 import type { RateLimitStore } from './token-bucket.js'
 
 export interface EdgeDeps {
@@ -37,13 +37,13 @@ export async function registerEdge(
   config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>,
   deps: EdgeDeps,
 ): Promise<SecurityHeaders> {
-  const securityHeaders = await helmetHeaders()
+  const headers = await securityHeaders()
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: [...config.corsOrigins], exposedHeaders: ['x-trace-id', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'] })
   }
   app.decorateRequest('clientAddress', '')
   app.decorateRequest('clientKey', '')
-  app.addHook('onRequest', createEdgeGuard(config, { ...deps, securityHeaders: securityHeaders.api }))
+  app.addHook('onRequest', createEdgeGuard(config, { ...deps, securityHeaders: headers.api }))
 
   const events = deps.events
   if (events !== undefined) {
@@ -68,7 +68,7 @@ export async function registerEdge(
   }
 
   registerBlockRoutes(app, deps.blocklist, deps.tokens)
-  return securityHeaders
+  return headers
 }
 
 function registerBlockRoutes(app: FastifyInstance, blocklist: Blocklist | undefined, tokens: TokenService) {
