@@ -17,6 +17,7 @@ import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
 import { createContext, stepPublisher, type FlowDeps } from './context.js'
 import { flowMetadata, isFlowResult, type Flow } from './define.js'
 import { typeboxFieldErrors as fieldErrors } from '../lib/validation.js'
+import { headerValue } from '../lib/wire-headers.js'
 
 export interface FlowWorkerDeps {
   nats: NatsConnection
@@ -69,7 +70,7 @@ export async function createFlowWorker(
       const slot = gate.acquire()
       if (slot === false) {
         refused++
-        respond(msg, undefined, errors.serviceUnavailable('Worker overloaded'), parseTraceparent(msg.headers?.get(headers.traceparent)).traceId)
+        respond(msg, undefined, errors.serviceUnavailable('Worker overloaded'), parseTraceparent(headerValue(msg.headers, headers.traceparent)).traceId)
         return
       }
       const run = () =>
@@ -89,8 +90,8 @@ export async function createFlowWorker(
 
   async function runFlow(flow: Flow, msg: Msg): Promise<void> {
     const h = msg.headers
-    const trace = parseTraceparent(h?.get(headers.traceparent), h?.get(headers.tracestate))
-    const requestId = acceptRequestId(h?.get(headers.requestId))
+    const trace = parseTraceparent(headerValue(h, headers.traceparent), headerValue(h, headers.tracestate))
+    const requestId = acceptRequestId(headerValue(h, headers.requestId))
     const span = tracing.startSpan(`flow ${flow.name}`, trace.traceId, trace.parentSpanId, { 'flowgate.flow': flow.name })
     const traceId = span.traceId
     const t0 = performance.now()
@@ -114,7 +115,7 @@ export async function createFlowWorker(
       }
     }
     try {
-      const deadline = Number(h?.get(headers.deadline)) || Date.now() + (flow.timeoutMs ?? config.requestTimeoutMs)
+      const deadline = Number(headerValue(h, headers.deadline)) || Date.now() + (flow.timeoutMs ?? config.requestTimeoutMs)
       const left = deadline - Date.now()
       if (left <= 0) throw errors.gatewayTimeout()
       // At the deadline the caller gets its 504 at once, whatever the flow is doing; the flow's signal aborts.
@@ -123,7 +124,7 @@ export async function createFlowWorker(
       inflight.set(requestId, run)
 
       // Who calls comes before what they send: an unauthenticated caller learns nothing of the schema.
-      const user = authorize(flow.auth, h?.get(headers.authorization), tokens)
+      const user = authorize(flow.auth, headerValue(h, headers.authorization), tokens)
       const input = decodeInput(msg.data)
       if (flow.hasDefaults) Value.Default(flow.input, input)
       if (!flow.inputCheck.Check(input)) throw errors.validation(fieldErrors(flow.inputCheck.Errors(input)))

@@ -21,11 +21,11 @@ export function errorEnvelope(err: FlowgateError, traceId: string): ErrorEnvelop
   return body
 }
 
-/** A reply from the bus: checked against the envelope schema; anything else is a BAD_GATEWAY. */
-export function parseEnvelope(bytes: Uint8Array): Envelope {
+/** A reply from the bus (its text): checked against the envelope schema; anything else is a BAD_GATEWAY. */
+export function parseEnvelope(text: string): Envelope {
   let value: unknown
   try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
+    value = JSON.parse(text)
   } catch {
     throw new FlowgateError('BAD_GATEWAY', 'Flow replied with invalid JSON', { stack: false })
   }

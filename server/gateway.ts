@@ -2,7 +2,7 @@
 // buildGateway() is apart from listen() so tests drive it with inject().
 import type { RequestListener } from 'node:http'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { headers as natsHeaders, type NatsConnection } from 'nats'
+import type { NatsConnection } from 'nats'
 import type { Registry } from 'prom-client'
 import { authorize, type TokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
@@ -13,6 +13,7 @@ import { headers as wire, subjects } from '../lib/subjects.js'
 import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { acceptRequestId, formatTraceparent, parseTraceparent } from '../lib/trace-context.js'
 import { ajvFieldErrors } from '../lib/validation.js'
+import { RequestHeaders } from '../lib/wire-headers.js'
 import { createDiscovery, type Discovery } from './discovery.js'
 import type { GatewayHttpServer } from './http-server.js'
 import { registerEdge } from './edge/index.js'
@@ -158,12 +159,12 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
       throw errors.payloadTooLarge(`Request is ${payload.length} bytes; the message bus accepts at most ${requester.maxPayload()}`)
     }
     const timeoutMs = route.timeoutMs ?? config.requestTimeoutMs
-    const h = natsHeaders()
-    h.set(wire.traceparent, formatTraceparent(request.traceId, request.span?.spanId ?? '0000000000000001'))
-    if (request.tracestate) h.set(wire.tracestate, request.tracestate)
-    h.set(wire.requestId, request.id)
-    h.set(wire.deadline, String(Date.now() + timeoutMs))
-    if (authorization) h.set(wire.authorization, authorization)
+    const h = new RequestHeaders()
+      .put(wire.traceparent, formatTraceparent(request.traceId, request.span?.spanId ?? '0000000000000001'))
+      .put(wire.requestId, request.id)
+      .put(wire.deadline, String(Date.now() + timeoutMs))
+    if (request.tracestate) h.put(wire.tracestate, request.tracestate)
+    if (authorization) h.put(wire.authorization, authorization)
 
     const raw = reply.raw
     const onClose = () => {
@@ -173,13 +174,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     raw.once('close', onClose)
     try {
       const msg = await requester.request(route.subject, payload, h, timeoutMs)
-      const envelope = parseEnvelope(msg.data)
+      // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
+      const text = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8')
+      const envelope = parseEnvelope(text)
       // A failing flow from another codebase may put internals in a 500 message: re-shape it here.
       if (!envelope.success && envelope.status >= 500 && envelope.errorCode === 'INTERNAL_ERROR' && envelope.message !== 'Internal error') {
         throw reviveError({ ...envelope, message: 'Internal error' })
       }
-      // A string body goes out with the headers in one write; a Buffer body costs a writev.
-      return reply.code(envelope.status).type(JSON_TYPE).send(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8'))
+      return reply.code(envelope.status).type(JSON_TYPE).send(text)
     } finally {
       raw.removeListener('close', onClose)
     }

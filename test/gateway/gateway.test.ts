@@ -1,6 +1,6 @@
 // The gateway and flow runtime end to end, over a real nats-server with JetStream.
 import { Type } from '@sinclair/typebox'
-import { connect, headers as natsHeaders, RequestStrategy, type NatsConnection } from 'nats'
+import { connect, headers as natsHeaders, RequestStrategy, type MsgHdrs, type NatsConnection } from 'nats'
 import type { InjectOptions } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defineFlow, type Flow } from '../../flows/define.js'
@@ -168,6 +168,30 @@ describe('envelope and headers', () => {
     expect(res.headers['x-trace-id']).toBe(traceId)
     expect(res.json().traceId).toBe(traceId)
     expect(res.headers['x-request-id']).toBe('client-req-42')
+  })
+
+  it('sends the trace context, request id, deadline and token on the bus as NATS headers', async () => {
+    // A plain subscription gets a copy of what the queue group's worker gets.
+    const copy = client.subscribe('api.v1.test.echo', { max: 1, timeout: 2000 })
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    const before = Date.now()
+    const res = await inject({
+      method: 'POST',
+      url: '/api/v1/test/echo/h1',
+      payload: {},
+      headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, tracestate: 'vendor=abc', 'x-request-id': 'req-h1', authorization: 'Bearer not-checked-here' },
+    })
+    expect(res.statusCode).toBe(200)
+    let seen: MsgHdrs | undefined
+    for await (const m of copy) seen = m.headers
+    expect(seen?.get('traceparent')).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
+    expect(seen?.get('traceparent')).not.toContain('00f067aa0ba902b7') // the gateway's own span is the parent
+    expect(seen?.get('tracestate')).toBe('vendor=abc')
+    expect(seen?.get('Flowgate-Request-Id')).toBe('req-h1')
+    expect(seen?.get('Authorization')).toBe('Bearer not-checked-here')
+    const deadline = Number(seen?.get('Flowgate-Deadline'))
+    expect(deadline).toBeGreaterThan(before)
+    expect(deadline).toBeLessThanOrEqual(Date.now() + config.requestTimeoutMs)
   })
 
   it('replaces a hostile traceparent and x-request-id instead of echoing them', async () => {
