@@ -104,6 +104,8 @@ export async function createFlowWorker(
       inflight.delete(requestId)
       respond(msg, data, err, traceId, status)
       span.end(err ? { code: err.code, message: err.message } : undefined)
+      // A successful run is already logged by its steps; its own line is debug, built only when that level is on.
+      if (!err && !log.isLevelEnabled('debug')) return
       const durationMs = ms(t0)
       const fields = { flow: flow.name, trace_id: traceId, span_id: span.spanId, request_id: requestId, status, durationMs }
       if (!err) {
