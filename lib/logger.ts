@@ -7,6 +7,22 @@ export type { Logger }
 const BATCH_BYTES = 4096
 const FLUSH_MS = 200
 
+// pino flushes an asynchronous destination at exit by itself, but not a synchronous one: with
+// batching, a synchronous one also holds lines. One exit hook writes every open destination's rest.
+type Destination = ReturnType<typeof pino.destination>
+const open = new Set<Destination>()
+let exitHooked = false
+
+function flushOpen(): void {
+  for (const stream of open) {
+    try {
+      stream.flushSync()
+    } catch {
+      // closed or failing destination: nothing more can be written at exit
+    }
+  }
+}
+
 /**
  * Where the process's lines go: batched, then written synchronously. One write per line cost the
  * flow worker ~17% of its CPU at load, so lines are gathered to 4 KB; and each batch is one plain
@@ -30,27 +46,11 @@ export function logDestination(dest: string | number = 1): Destination {
     clearInterval(timer)
     open.delete(stream)
   })
-  if (open.size === 1 && !exitHooked) {
+  if (!exitHooked) {
     exitHooked = true
     process.once('exit', flushOpen)
   }
   return stream
-}
-
-// pino flushes an asynchronous destination at exit by itself, but not a synchronous one: with
-// batching, a synchronous one also holds lines. One exit hook writes every open destination's rest.
-type Destination = ReturnType<typeof pino.destination>
-const open = new Set<Destination>()
-let exitHooked = false
-
-function flushOpen(): void {
-  for (const stream of open) {
-    try {
-      stream.flushSync()
-    } catch {
-      // closed or failing destination: nothing more can be written at exit
-    }
-  }
 }
 
 /** The process logger: JSON lines (epoch-ms `time`; pipe through pino-pretty to read), secrets redacted. */
