@@ -8,6 +8,7 @@ import { authorize, type TokenService } from '../lib/auth.js'
 import { errorEnvelope, successEnvelope } from '../lib/envelope.js'
 import { errors, FlowgateError, toFlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
+import { bodyText } from '../lib/nats.js'
 import { createPublishBatcher } from '../lib/publish-batch.js'
 import { Semaphore } from '../lib/semaphore.js'
 import { ensureTraceStream } from '../lib/trace-stream.js'
@@ -211,7 +212,7 @@ class Run {
 function decodeInput(data: Uint8Array): unknown {
   if (data.length === 0) return {}
   try {
-    return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'))
+    return JSON.parse(bodyText(data))
   } catch {
     throw errors.validation([{ field: '', message: 'body is not valid JSON' }], 'Malformed JSON')
   }

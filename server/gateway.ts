@@ -9,6 +9,7 @@ import type { Config } from '../lib/config.js'
 import { parseEnvelope, reviveError } from '../lib/envelope.js'
 import { errors } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
+import { bodyText } from '../lib/nats.js'
 import { headers as wire, subjects } from '../lib/subjects.js'
 import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { acceptRequestId, formatTraceparent, parseTraceparent } from '../lib/trace-context.js'
@@ -175,7 +176,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     try {
       const msg = await requester.request(route.subject, payload, h, timeoutMs)
       // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
-      const text = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString('utf8')
+      const text = bodyText(msg.data)
       const envelope = parseEnvelope(text)
       // A failing flow from another codebase may put internals in a 500 message: re-shape it here.
       if (!envelope.success && envelope.status >= 500 && envelope.errorCode === 'INTERNAL_ERROR' && envelope.message !== 'Internal error') {
