@@ -51,6 +51,17 @@ async function main() {
       return { success: true, status: 200, data: { id, name: 'Coffee beans', price: 14.5 }, traceId: trace }
     })
     await app.listen({ port, host: '127.0.0.1' })
+  } else if (role === 'naive') {
+    // The straightforward way to put Fastify in front of NATS, for scale: nats.js request() per
+    // call, no edge validation, no headers, no logging. Served by the same worker as the gateway.
+    const nc = await connect({ servers: natsUrl })
+    const app = Fastify({ logger: false })
+    app.get('/api/v1/bench/items/:id', async (request, reply) => {
+      const { id } = request.params as { id: string }
+      const msg = await nc.request(benchFlow.subject, JSON.stringify({ id }), { timeout: 5000 })
+      return reply.type('application/json; charset=utf-8').send(Buffer.from(msg.data))
+    })
+    await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'gateway') {
     const nc = await connect({ servers: natsUrl })
     const registry = new Registry()

@@ -1,6 +1,8 @@
 // `npm run bench`: requests/s and latency of a trivial flow through the gateway (edge validation,
 // NATS request-reply, flow-side validation, a traced step, logging on) against a bare Fastify
-// route returning the same JSON, measured in the same run, on loopback. Prints the ratio.
+// route returning the same JSON, measured in the same run, on loopback. Prints the ratio. A naive
+// gateway (Fastify + nats.js request() per call, same worker) runs beside them: its ratio to bare
+// Fastify shows how much of the distance any gateway over NATS pays on the machine at hand.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -134,7 +136,7 @@ function medianResult(name: string, rounds: Result[]): Result {
   }
 }
 
-// The gateway against its baselines, in ROUNDS rounds of (bare, bare logged, gateway); each ratio is
+// The gateway against its baselines, in ROUNDS rounds of (bare, bare logged, naive, gateway); each ratio is
 // the median of the per-round ratios. A shared 2-core VM drifts by ±20% from minute to minute;
 // rounds taken side by side see the same machine, so their ratio is steady where one long run of
 // each is not.
@@ -189,6 +191,8 @@ async function main() {
     await startRole('bare-logged', nats.url, loggedPort)
     const gwPort = await freePort()
     await startRole('worker', nats.url, 0)
+    const naivePort = await freePort()
+    await startRole('naive', nats.url, naivePort)
     await startRole('gateway', nats.url, gwPort, EDGE_OFF)
     // Edge features one at a time, each in its own gateway process (idle while the others run).
     const edgePorts: Record<string, number> = {}
@@ -202,29 +206,37 @@ async function main() {
     const bareUrl = `http://127.0.0.1:${barePort}/api/v1/bench/items/42`
     const loggedUrl = `http://127.0.0.1:${loggedPort}/api/v1/bench/items/42`
     const gwUrl = `http://127.0.0.1:${gwPort}/api/v1/bench/items/42`
+    const naiveUrl = `http://127.0.0.1:${naivePort}/api/v1/bench/items/42`
     // BENCH_PROFILE=1 skips the baselines so a --cpu-prof run shows only the gateway under load.
     const profile = Boolean(process.env.BENCH_PROFILE)
     if (!profile) {
       await load('warm', bareUrl, [], { durationSec: 1 })
       await load('warm', loggedUrl, [], { durationSec: 1 })
+      await load('warm', naiveUrl, [], { durationSec: 1 })
     }
     await load('warm', gwUrl, [], { durationSec: 1 })
-    const rounds: Array<{ bare: Result; logged: Result; gateway: Result }> = []
+    const rounds: Array<{ bare: Result; logged: Result; naive: Result; gateway: Result }> = []
     for (let i = 0; i < ROUNDS; i++) {
       const once = { warmupSec: 0, durationSec: ROUND_SEC }
       const bare = profile ? undefined : await load('bare', bareUrl, ['bare'], once)
       const logged = profile ? undefined : await load('logged', loggedUrl, ['bare-logged'], once)
+      const naive = profile ? undefined : await load('naive', naiveUrl, ['naive', 'worker', 'nats-server'], once)
       const gateway = await load('gateway', gwUrl, ['gateway', 'worker', 'nats-server'], once)
-      rounds.push({ bare: bare ?? gateway, logged: logged ?? gateway, gateway })
-      if (bare && logged) console.log(`  round ${i + 1}: bare ${bare.rps.toFixed(0)}, logged ${logged.rps.toFixed(0)}, gateway ${gateway.rps.toFixed(0)} req/s`)
+      rounds.push({ bare: bare ?? gateway, logged: logged ?? gateway, naive: naive ?? gateway, gateway })
+      if (bare && logged && naive) {
+        console.log(`  round ${i + 1}: bare ${bare.rps.toFixed(0)}, logged ${logged.rps.toFixed(0)}, naive ${naive.rps.toFixed(0)}, gateway ${gateway.rps.toFixed(0)} req/s`)
+      }
     }
     const bare = medianResult('bare Fastify (same JSON)', rounds.map((r) => r.bare))
     const logged = medianResult('bare Fastify, request logging on', rounds.map((r) => r.logged))
+    const naive = medianResult('naive: Fastify + nats.js request() -> flow', rounds.map((r) => r.naive))
+    naive.ratioBare = median(rounds.map((r) => r.naive.rps / r.bare.rps))
+    naive.ratioLogged = median(rounds.map((r) => r.naive.rps / r.logged.rps))
     const gateway = medianResult('gateway -> NATS -> flow', rounds.map((r) => r.gateway))
     gateway.ratioBare = median(rounds.map((r) => r.gateway.rps / r.bare.rps))
     gateway.ratioLogged = median(rounds.map((r) => r.gateway.rps / r.logged.rps))
     logged.ratioBare = median(rounds.map((r) => r.logged.rps / r.bare.rps))
-    if (!profile) results.push(bare, logged)
+    if (!profile) results.push(bare, logged, naive)
     results.push(gateway)
     // Each edge scenario alternates with the edge-off gateway in EDGE_ROUNDS short rounds (off, on,
     // off, on, ...), and the median of the per-round ratios is reported, so a neighbour's burst of
@@ -247,6 +259,8 @@ async function main() {
     const spread = rounds.map((r) => (r.gateway.rps / r.bare.rps).toFixed(2)).join(' ')
     if (!profile) {
       console.log(`\ngateway / bare Fastify: ${gateway.ratioBare.toFixed(2)}× (median of ${ROUNDS} rounds: ${spread}); target ≥ ${TARGET}×: ${gateway.ratioBare >= TARGET ? 'ok' : 'MISSED'}`)
+      const overNaive = median(rounds.map((r) => r.gateway.rps / r.naive.rps))
+      console.log(`gateway / naive nats.js request() gateway: ${overNaive.toFixed(2)}× (the naive one skips validation, headers and logging)`)
     }
     if (costs.length > 0) printEdgeCosts(costs)
   } finally {
