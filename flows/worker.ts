@@ -9,7 +9,7 @@ import { errorEnvelope, successEnvelope } from '../lib/envelope.js'
 import { errors, FlowgateError, toFlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import { bodyText } from '../lib/nats.js'
-import { createPublishBatcher } from '../lib/publish-batch.js'
+import { publishBatcher } from '../lib/publish-batch.js'
 import { Semaphore } from '../lib/semaphore.js'
 import { ensureTraceStream } from '../lib/trace-stream.js'
 import { FLOW_QUEUE_GROUP, FLOW_SERVICE_NAME, headers, subjects } from '../lib/subjects.js'
@@ -48,7 +48,7 @@ export async function createFlowWorker(
   const { nats: nc, log, tokens, tracing } = deps
   const gate = new Semaphore(config.flowConcurrency, config.flowQueueLimit)
   const inflight = new Map<string, Run>()
-  const batcher = createPublishBatcher(nc)
+  const batcher = publishBatcher(nc)
   let refused = 0
   let stepEventsDropped = 0
   const publishStep = stepPublisher(batcher, () => stepEventsDropped++)

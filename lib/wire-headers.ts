@@ -1,8 +1,9 @@
-// Headers of a flow request on the bus, written and read on the hot path. nats.js's MsgHdrs
-// canonicalises and regex-checks the key and value on every set(), and get() builds and filters
-// an array of every key; at one request per HTTP call that measured ~5% of the gateway's CPU and
-// ~4% of the worker's in CPU profiles under load. The keys here are the constants of
-// lib/subjects.ts, so these two skip the per-call checks and keep nats.js's types and wire format.
+// Headers of the messages sent per request (flow requests, gateway events), written and read on
+// the hot path. nats.js's MsgHdrs canonicalises and regex-checks the key and value on every set(),
+// and get() builds and filters an array of every key; at one request per HTTP call that measured
+// ~5% of the gateway's CPU and ~4% of the worker's in CPU profiles under load. The keys here are
+// constants (lib/subjects.ts, Nats-Msg-Id), so these two skip the per-call checks and keep nats.js's
+// types and wire format.
 import { MsgHdrsImpl, type MsgHdrs } from 'nats'
 import { errors } from './errors.js'
 

@@ -6,7 +6,7 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats'
 import { errors, type FlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
-import { createPublishBatcher } from '../lib/publish-batch.js'
+import { publishBatcher } from '../lib/publish-batch.js'
 
 interface Waiter {
   resolve: (msg: Msg) => void
@@ -29,7 +29,7 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
   const prefix = createInbox()
   const prefixLength = prefix.length + 1
   const waiters = new Map<string, Waiter>()
-  const batcher = createPublishBatcher(nc)
+  const batcher = publishBatcher(nc)
   let next = 0
   let up = !nc.isClosed()
 

@@ -3,12 +3,14 @@
 // waits and the queue fills; past its bound new events are dropped and counted, never blocking a
 // request. A failed publish is retried with the same Nats-Msg-Id, which the stream de-duplicates.
 import { randomBytes } from 'node:crypto'
-import { createInbox, headers as natsHeaders, type Msg, type NatsConnection } from 'nats'
+import { createInbox, type Msg, type NatsConnection } from 'nats'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../events/stream.js'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
+import { publishBatcher } from '../../lib/publish-batch.js'
 import { subjects } from '../../lib/subjects.js'
+import { RequestHeaders } from '../../lib/wire-headers.js'
 import { Ring } from './ring.js'
 import { EVENT_VERSION, type EventKind, type GatewayEvent } from '../../schemas/events.js'
 
@@ -44,7 +46,8 @@ export interface EventPublisher {
 interface Pending {
   subject: string
   id: string
-  data: string
+  /** The encoded event, kept for a retry. */
+  data: Uint8Array
   attempts: number
   /** Send number of the latest attempt. */
   n: number
@@ -84,7 +87,8 @@ export function createEventPublisher(
   const awaiting = new Map<number, number>()
   let sendSeq = 0
   let sinceAck = 0
-  const msgHeaders = natsHeaders()
+  // The request batcher's: events go out in the same write as the requests of the same turn.
+  const batcher = publishBatcher(nc)
   let sweeper: NodeJS.Timeout | undefined
   const ackSub = nc.subscribe(`${ackPrefix}*`, { callback: onAck })
   const queue = new Ring<Pending>(config.eventsBufferSize)
@@ -177,21 +181,22 @@ export function createEventPublisher(
     p.attempts++
     p.n = ++sendSeq
     unconfirmed.push(p)
-    // One headers object for every publish: publish() encodes it at once, so changing it afterwards is safe.
-    msgHeaders.set(MSG_ID, p.id)
     const askAck = last || ++sinceAck >= ACK_EVERY
     if (askAck) {
       sinceAck = 0
       awaiting.set(p.n, Date.now())
       if (sweeper === undefined) sweeper = setInterval(sweepTimedOut, SWEEP_MS).unref()
     }
-    try {
-      nc.publish(p.subject, p.data, askAck ? { reply: ackPrefix + p.n, headers: msgHeaders } : { headers: msgHeaders })
-    } catch (err) {
-      // Only a closed connection throws here; the pump stops, and the sweep fails what was sent.
-      connected = false
-      log.warn({ err }, 'gateway events: NATS connection closed')
-    }
+    // Headers of its own per event: the batcher publishes at the end of the turn, not now.
+    const headers = new RequestHeaders().put(MSG_ID, p.id)
+    batcher.publish(p.subject, p.data, askAck ? { reply: ackPrefix + p.n, headers } : { headers }, onPublishError)
+  }
+
+  function onPublishError(err: unknown) {
+    // Only a closed connection throws; the pump stops, and the sweep fails what was sent.
+    if (!connected) return
+    connected = false
+    log.warn({ err }, 'gateway events: NATS connection closed')
   }
 
   function onAck(err: Error | null, msg: Msg) {
@@ -287,7 +292,7 @@ export function createEventPublisher(
       }
       const id = `${source}-${++seq}`
       // The common fields spliced in front of the event's own: no merged copy of the object per event.
-      const data = `{"v":${EVENT_VERSION},"id":"${id}","ts":${Date.now()},"source":"${source}",${JSON.stringify(event).slice(1)}`
+      const data = Buffer.from(`{"v":${EVENT_VERSION},"id":"${id}","ts":${Date.now()},"source":"${source}",${JSON.stringify(event).slice(1)}`)
       if (!queue.push({ subject: SUBJECT[event.kind], id, data, attempts: 0, n: 0 })) {
         drop('buffer_full')
         return
