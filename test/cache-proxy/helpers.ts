@@ -9,8 +9,10 @@ import { start, type RunningCacheProxy } from '../../cache-proxy/main.js'
 import { scanReply } from '../../cache-proxy/resp.js'
 import { parseConfig } from '../../lib/config.js'
 import { createLogger } from '../../lib/logger.js'
-import { tempDir } from '../harness/process.js'
+import { tempDir, waitFor } from '../harness/process.js'
 import { startRedis, type RedisServer } from '../harness/redis.js'
+
+export { waitFor }
 
 export interface Stack {
   redis: RedisServer
@@ -53,15 +55,6 @@ export async function startStack(opts: { policy?: string; password?: string; cac
       await proxy.close()
       await redis.stop()
     },
-  }
-}
-
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    if (await Promise.resolve(check()).catch(() => false)) return
-    if (Date.now() > end) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 25))
   }
 }
 

@@ -1,31 +1,13 @@
 // The built CLI as users run it: real processes, real signals, real NATS. `npm test` builds first.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { Type } from '@sinclair/typebox'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defineFlow, type Flow } from '../../flows/define.js'
 import { captureLogs, startWorker, testConfig, type TestWorker } from '../harness/stack.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
-import { freePort, tempDir } from '../harness/process.js'
+import { CLI, freePort, runCli, tempDir, waitFor } from '../harness/process.js'
 
-const CLI = 'dist/cli/main.js'
-
-function run(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  return { child, output: () => out, exit }
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('timed out')
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
+const run = runCli
 
 const slow = defineFlow({
   name: 'clitest.slow',

@@ -137,3 +137,32 @@ export async function startRestartable(opts: { name: string; bin: string; args: 
     },
   }
 }
+
+/** Polls until `check` holds (a rejection counts as not yet), or throws after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    if (await Promise.resolve(check()).catch(() => false)) return
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+/** The built CLI's entry point. */
+export const CLI = 'dist/cli/main.js'
+
+export interface CliProcess {
+  child: ChildProcess
+  output(): string
+  exit: Promise<number | null>
+}
+
+/** The built CLI (`npm test` builds first) as users run it, with only PATH and `env` in its environment. */
+export function runCli(args: string[], env: Record<string, string>): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  return { child, output: () => out, exit }
+}
