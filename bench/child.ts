@@ -1,5 +1,6 @@
 // One side of the gateway benchmark, run in its own process so each side has a core to itself
 // the way it would in production: `bare` (plain Fastify), `gateway`, or `worker` (a trivial flow).
+import '../lib/v8-flags.js'
 import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
 import { connect } from 'nats'
@@ -21,16 +22,24 @@ const config = parseConfig({ nodeEnv: 'test', natsUrl, port, logLevel: 'info', f
 // Logging stays on, as in production, written to /dev/null so the terminal is not the bottleneck.
 const log = createLogger(config, {}, logDestination('/dev/null'))
 
-export const benchFlow = defineFlow({
-  name: 'bench.item',
-  input: Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
-  output: Type.Object({ id: Type.String(), name: Type.String(), price: Type.Number() }),
-  http: { method: 'GET', path: '/bench/items/:id' },
-  auth: 'public',
-  async run(input, ctx) {
-    return ctx.step('loadItem', () => ({ id: input.id, name: 'Coffee beans', price: 14.5 }))
-  },
-}) as unknown as Flow
+/** The trivial flow: one traced step returning a fixed item. */
+function itemFlow(name: string, path: string): Flow {
+  return defineFlow({
+    name,
+    input: Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
+    output: Type.Object({ id: Type.String(), name: Type.String(), price: Type.Number() }),
+    http: { method: 'GET', path },
+    auth: 'public',
+    async run(input, ctx) {
+      return ctx.step('loadItem', () => ({ id: input.id, name: 'Coffee beans', price: 14.5 }))
+    },
+  }) as unknown as Flow
+}
+
+export const benchFlow = itemFlow('bench.item', '/bench/items/:id')
+// The naive gateway's requests go to a worker of their own, so that each scenario's CPU column is
+// its own worker's and neither worker's code is compiled for the other's traffic.
+export const naiveFlow = itemFlow('bench.naive', '/bench/naive/:id')
 
 async function main() {
   if (role === 'bare') {
@@ -58,7 +67,7 @@ async function main() {
     const app = Fastify({ logger: false })
     app.get('/api/v1/bench/items/:id', async (request, reply) => {
       const { id } = request.params as { id: string }
-      const msg = await nc.request(benchFlow.subject, JSON.stringify({ id }), { timeout: 5000 })
+      const msg = await nc.request(naiveFlow.subject, JSON.stringify({ id }), { timeout: 5000 })
       return reply.type('application/json; charset=utf-8').send(Buffer.from(msg.data))
     })
     await app.listen({ port, host: '127.0.0.1' })
@@ -74,9 +83,10 @@ async function main() {
       await gateway.discovery.refresh()
       await new Promise((r) => setTimeout(r, 50))
     }
-  } else if (role === 'worker') {
+  } else if (role === 'worker' || role === 'naive-worker') {
     const nc = await connect({ servers: natsUrl })
-    await createFlowWorker(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, flowDeps: { nats: nc, probes: {} } }, [benchFlow])
+    const flows = [role === 'worker' ? benchFlow : naiveFlow]
+    await createFlowWorker(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, flowDeps: { nats: nc, probes: {} } }, flows)
   } else {
     throw new Error(`unknown role ${role}`)
   }

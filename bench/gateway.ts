@@ -191,6 +191,7 @@ async function main() {
     await startRole('bare-logged', nats.url, loggedPort)
     const gwPort = await freePort()
     await startRole('worker', nats.url, 0)
+    await startRole('naive-worker', nats.url, 0)
     const naivePort = await freePort()
     await startRole('naive', nats.url, naivePort)
     await startRole('gateway', nats.url, gwPort, EDGE_OFF)
@@ -220,7 +221,7 @@ async function main() {
       const once = { warmupSec: 0, durationSec: ROUND_SEC }
       const bare = profile ? undefined : await load('bare', bareUrl, ['bare'], once)
       const logged = profile ? undefined : await load('logged', loggedUrl, ['bare-logged'], once)
-      const naive = profile ? undefined : await load('naive', naiveUrl, ['naive', 'worker', 'nats-server'], once)
+      const naive = profile ? undefined : await load('naive', naiveUrl, ['naive', 'naive-worker', 'nats-server'], once)
       const gateway = await load('gateway', gwUrl, ['gateway', 'worker', 'nats-server'], once)
       rounds.push({ bare: bare ?? gateway, logged: logged ?? gateway, naive: naive ?? gateway, gateway })
       if (bare && logged && naive) {

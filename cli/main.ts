@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `flowgate` CLI: one subcommand per process, `start` for all of them. The only module that
 // touches `process` (arguments, signals, exit codes) besides lib/config.ts reading the environment.
+import '../lib/v8-flags.js'
 import type { ChildProcess } from 'node:child_process'
 import { ConfigError, describeConfig, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
 import { createLogger, type Logger } from '../lib/logger.js'
