@@ -77,10 +77,11 @@ describe('a worker killed under load', () => {
     expect(lost.length).toBeLessThanOrEqual(CLIENTS)
     for (const o of lost) {
       expect(o.errorCode).toBe('GATEWAY_TIMEOUT')
-      expect(o.startedAt).toBeLessThan(killedAt)
+      // The server sees the connection close a moment after the process is gone; on a busy machine, some ms.
+      expect(o.startedAt).toBeLessThan(killedAt + 100)
       expect(o.ms).toBeGreaterThanOrEqual(DEADLINE_MS - 50)
     }
-    const after = outcomes.filter((o) => o.startedAt > killedAt + 100)
+    const after = outcomes.filter((o) => o.startedAt > killedAt + 300)
     expect(after.length).toBeGreaterThan(50)
     expect(after.filter((o) => o.status !== 200)).toEqual([])
     expect(survivor.child.exitCode).toBeNull()
