@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { start } from '../../cache-proxy/main.js'
 import { parseConfig } from '../../lib/config.js'
 import { createLogger } from '../../lib/logger.js'
-import { freePort } from '../harness/process.js'
+import { freePort, waitFor } from '../harness/process.js'
 import { startRedis } from '../harness/redis.js'
-import { encode, RawClient, rawCommands, startStack, upstreamCalls, waitFor, type Stack } from './helpers.js'
+import { encode, RawClient, rawCommands, startStack, upstreamCalls, type Stack } from './helpers.js'
 
 const POLICY = `version: 1
 rules:

@@ -12,8 +12,6 @@ import { createLogger } from '../../lib/logger.js'
 import { tempDir, waitFor } from '../harness/process.js'
 import { startRedis, type RedisServer } from '../harness/redis.js'
 
-export { waitFor }
-
 export interface Stack {
   redis: RedisServer
   proxy: RunningCacheProxy

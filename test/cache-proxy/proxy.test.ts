@@ -4,7 +4,8 @@ import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { createClient, RESP_TYPES } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { encode, RawClient, rawCommands, startStack, upstreamCalls, waitFor, type Stack } from './helpers.js'
+import { encode, RawClient, rawCommands, startStack, upstreamCalls, type Stack } from './helpers.js'
+import { waitFor } from '../harness/process.js'
 
 const run = promisify(execFile)
 let s: Stack

@@ -2,7 +2,8 @@
 // timeout instead of waiting forever, and the proxy reconnects once Redis answers again.
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { rawCommands, startStack, waitFor, type Stack } from './helpers.js'
+import { rawCommands, startStack, type Stack } from './helpers.js'
+import { waitFor } from '../harness/process.js'
 
 let s: Stack
 beforeAll(async () => {

@@ -7,8 +7,6 @@ import { captureLogs, startWorker, testConfig, type TestWorker } from '../harnes
 import { startNats, type NatsServer } from '../harness/nats.js'
 import { CLI, freePort, runCli, tempDir, waitFor } from '../harness/process.js'
 
-const run = runCli
-
 const slow = defineFlow({
   name: 'clitest.slow',
   input: Type.Object({ ms: Type.Integer({ minimum: 0, maximum: 5000 }) }),
@@ -38,14 +36,14 @@ afterAll(async () => {
 
 describe('flowgate CLI', () => {
   it('prints every setting with `config`', async () => {
-    const p = run(['config'], {})
+    const p = runCli(['config'], {})
     expect(await p.exit).toBe(0)
     expect(p.output()).toMatch(/^PORT\s+3000\s+gateway HTTP port/m)
     expect(p.output()).toMatch(/^NATS_URL\s+nats:\/\/127\.0\.0\.1:4222/m)
   })
 
   it('exits 1 listing every invalid variable', async () => {
-    const p = run(['gateway'], { PORT: 'eighty', LOG_LEVEL: 'loud' })
+    const p = runCli(['gateway'], { PORT: 'eighty', LOG_LEVEL: 'loud' })
     expect(await p.exit).toBe(1)
     expect(p.output()).toMatch(/PORT: /)
     expect(p.output()).toMatch(/LOG_LEVEL: /)
@@ -53,20 +51,20 @@ describe('flowgate CLI', () => {
   })
 
   it('refuses an unknown command with usage', async () => {
-    const p = run(['launch'], {})
+    const p = runCli(['launch'], {})
     expect(await p.exit).toBe(2)
     expect(p.output()).toMatch(/unknown command "launch"/)
   })
 
   it('start says how to get NATS when it cannot reach or start one', async () => {
-    const p = run(['start'], { NATS_URL: 'nats://nats.invalid:4222', DATA_DIR: tempDir('cli') })
+    const p = runCli(['start'], { NATS_URL: 'nats://nats.invalid:4222', DATA_DIR: tempDir('cli') })
     expect(await p.exit).toBe(1)
     expect(p.output()).toContain('docker compose -f docker-compose.dev.yaml up -d')
   })
 
   it('gateway: serves, and on SIGTERM finishes the request in flight, then exits 0', { timeout: 30_000 }, async () => {
     const port = await freePort()
-    const p = run(['gateway'], { NATS_URL: nats.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', DISCOVERY_INTERVAL_MS: '200', RATE_LIMIT_CAPACITY: '1000', EVENTS_ENABLED: 'false' })
+    const p = runCli(['gateway'], { NATS_URL: nats.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', DISCOVERY_INTERVAL_MS: '200', RATE_LIMIT_CAPACITY: '1000', EVENTS_ENABLED: 'false' })
     try {
       await waitFor(() => p.output().includes('Flowgate is up'))
       const base = `http://127.0.0.1:${port}`
@@ -90,7 +88,7 @@ describe('flowgate CLI', () => {
     const bus = await startNats()
     await bus.pause()
     const port = await freePort()
-    const p = run(['gateway'], { NATS_URL: bus.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', DISCOVERY_INTERVAL_MS: '200', NATS_CONNECT_TIMEOUT_MS: '300' })
+    const p = runCli(['gateway'], { NATS_URL: bus.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', DISCOVERY_INTERVAL_MS: '200', NATS_CONNECT_TIMEOUT_MS: '300' })
     let w: TestWorker | undefined
     try {
       const base = `http://127.0.0.1:${port}`
