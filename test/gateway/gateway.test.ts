@@ -173,6 +173,7 @@ describe('envelope and headers', () => {
   it('sends the trace context, request id, deadline and token on the bus as NATS headers', async () => {
     // A plain subscription gets a copy of what the queue group's worker gets.
     const copy = client.subscribe('api.v1.test.echo', { max: 1, timeout: 2000 })
+    await client.flush() // the server has the subscription before the gateway publishes
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
     const before = Date.now()
     const res = await inject({
