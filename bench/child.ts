@@ -62,7 +62,7 @@ async function main() {
     await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'naive') {
     // The straightforward way to put Fastify in front of NATS, for scale: nats.js request() per
-    // call, no edge validation, no headers, no logging. Served by the same worker as the gateway.
+    // call, no edge validation, no headers, no logging. Served by a worker of its own (naive-worker).
     const nc = await connect({ servers: natsUrl })
     const app = Fastify({ logger: false })
     app.get('/api/v1/bench/items/:id', async (request, reply) => {

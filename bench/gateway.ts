@@ -1,7 +1,7 @@
 // `npm run bench`: requests/s and latency of a trivial flow through the gateway (edge validation,
 // NATS request-reply, flow-side validation, a traced step, logging on) against a bare Fastify
 // route returning the same JSON, measured in the same run, on loopback. Prints the ratio. A naive
-// gateway (Fastify + nats.js request() per call, same worker) runs beside them: its ratio to bare
+// gateway (Fastify + nats.js request() per call, its own worker) runs beside them: its ratio to bare
 // Fastify shows how much of the distance any gateway over NATS pays on the machine at hand.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -231,12 +231,14 @@ async function main() {
     const bare = medianResult('bare Fastify (same JSON)', rounds.map((r) => r.bare))
     const logged = medianResult('bare Fastify, request logging on', rounds.map((r) => r.logged))
     const naive = medianResult('naive: Fastify + nats.js request() -> flow', rounds.map((r) => r.naive))
-    naive.ratioBare = median(rounds.map((r) => r.naive.rps / r.bare.rps))
-    naive.ratioLogged = median(rounds.map((r) => r.naive.rps / r.logged.rps))
+    /** The median over rounds of one scenario's req/s against another's in the same round. */
+    const ratio = (of: keyof (typeof rounds)[number], to: keyof (typeof rounds)[number]) => median(rounds.map((r) => r[of].rps / r[to].rps))
+    naive.ratioBare = ratio('naive', 'bare')
+    naive.ratioLogged = ratio('naive', 'logged')
     const gateway = medianResult('gateway -> NATS -> flow', rounds.map((r) => r.gateway))
-    gateway.ratioBare = median(rounds.map((r) => r.gateway.rps / r.bare.rps))
-    gateway.ratioLogged = median(rounds.map((r) => r.gateway.rps / r.logged.rps))
-    logged.ratioBare = median(rounds.map((r) => r.logged.rps / r.bare.rps))
+    gateway.ratioBare = ratio('gateway', 'bare')
+    gateway.ratioLogged = ratio('gateway', 'logged')
+    logged.ratioBare = ratio('logged', 'bare')
     if (!profile) results.push(bare, logged, naive)
     results.push(gateway)
     // Each edge scenario alternates with the edge-off gateway in EDGE_ROUNDS short rounds (off, on,
@@ -260,7 +262,7 @@ async function main() {
     const spread = rounds.map((r) => (r.gateway.rps / r.bare.rps).toFixed(2)).join(' ')
     if (!profile) {
       console.log(`\ngateway / bare Fastify: ${gateway.ratioBare.toFixed(2)}× (median of ${ROUNDS} rounds: ${spread}); target ≥ ${TARGET}×: ${gateway.ratioBare >= TARGET ? 'ok' : 'MISSED'}`)
-      const overNaive = median(rounds.map((r) => r.gateway.rps / r.naive.rps))
+      const overNaive = ratio('gateway', 'naive')
       console.log(`gateway / naive nats.js request() gateway: ${overNaive.toFixed(2)}× (the naive one skips validation, headers and logging)`)
     }
     if (costs.length > 0) printEdgeCosts(costs)
