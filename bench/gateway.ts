@@ -11,7 +11,6 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 
-const DURATION_SEC = Number(process.env.BENCH_DURATION_SEC ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const child = fileURLToPath(new URL('./child.js', import.meta.url))
 const children: ChildProcess[] = []
@@ -96,12 +95,12 @@ interface Result {
   non2xx: number
 }
 
-async function load(name: string, url: string, measured: string[], opts: { warmupSec?: number; durationSec?: number } = {}): Promise<Result> {
+async function load(name: string, url: string, measured: string[], opts: { warmupSec?: number; durationSec: number }): Promise<Result> {
   // Warm-up (JIT, connection pools), then the measured run.
   const warmupSec = opts.warmupSec ?? 2
   if (warmupSec > 0) await autocannon({ url, connections: CONNECTIONS, duration: warmupSec })
   const before = await Promise.all(measured.map(cpuOf))
-  const r = await autocannon({ url, connections: CONNECTIONS, duration: opts.durationSec ?? DURATION_SEC })
+  const r = await autocannon({ url, connections: CONNECTIONS, duration: opts.durationSec })
   const after = await Promise.all(measured.map(cpuOf))
   const cpuUs = Object.fromEntries(measured.map((role, i) => [role, (after[i]! - before[i]!) / Math.max(1, r.requests.total)]))
   return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx, cpuUs }
@@ -154,6 +153,8 @@ const EDGE_SCENARIOS: Record<string, Record<string, unknown>> = {
   'gateway + full edge (limit+block+events)': { ...NEVER_LIMITED },
 }
 const EDGE_ROUNDS = Number(process.env.BENCH_EDGE_ROUNDS ?? 5)
+// Rounds of 3 s swung by up to ±30% on a 2-core VM; rounds of 5 s narrow that, though one round can still be 15% off.
+const EDGE_ROUND_SEC = Number(process.env.BENCH_EDGE_ROUND_SEC ?? 5)
 const EDGE_TARGETS: Record<string, number> = { 'gateway + rate limiter (memory)': 0.05, 'gateway + events (JetStream)': 0.1 }
 
 interface EdgeCost {
@@ -162,23 +163,25 @@ interface EdgeCost {
   throughput: number
   /** Median over rounds of cpu(on) / cpu(off) - 1, gateway CPU per request. */
   cpu: number
+  /** The same for nats-server's CPU per request (JetStream's share of the events' cost). */
+  serverCpu: number
   perRound: number[]
 }
 
 function edgeCost(name: string, rounds: Array<[Result, Result]>): EdgeCost {
   const perRound = rounds.map(([off, on]) => 1 - on.rps / off.rps)
-  const cpu = rounds.map(([off, on]) => (on.cpuUs[name] ?? 0) / Math.max(1e-9, off.cpuUs.gateway ?? 0) - 1)
-  return { name, throughput: median(perRound), cpu: median(cpu), perRound }
+  const growth = (onRole: string, offRole: string) => median(rounds.map(([off, on]) => (on.cpuUs[onRole] ?? 0) / Math.max(1e-9, off.cpuUs[offRole] ?? 0) - 1))
+  return { name, throughput: median(perRound), cpu: growth(name, 'gateway'), serverCpu: growth('nats-server', 'nats-server'), perRound }
 }
 
 function printEdgeCosts(costs: EdgeCost[]) {
   console.log(`\nedge feature cost vs the same gateway with the edge off (median of ${EDGE_ROUNDS} alternating rounds):`)
-  console.log(`  ${'scenario'.padEnd(42)} ${'throughput'.padStart(10)} ${'gateway CPU/req'.padStart(16)}  rounds`)
+  console.log(`  ${'scenario'.padEnd(42)} ${'throughput'.padStart(10)} ${'gateway CPU/req'.padStart(16)} ${'nats-server CPU/req'.padStart(20)}  rounds`)
   for (const c of costs) {
     const target = EDGE_TARGETS[c.name]
     const verdict = target === undefined ? '' : `  target < ${target * 100}%: ${c.throughput <= target ? 'ok' : 'OVER'}`
     const rounds = c.perRound.map((r) => `${(r * 100).toFixed(0)}%`).join(' ')
-    console.log(`  ${c.name.padEnd(42)} ${`${(c.throughput * 100).toFixed(1)}%`.padStart(10)} ${`${(c.cpu * 100).toFixed(1)}%`.padStart(16)}  ${rounds}${verdict}`)
+    console.log(`  ${c.name.padEnd(42)} ${`${(c.throughput * 100).toFixed(1)}%`.padStart(10)} ${`${(c.cpu * 100).toFixed(1)}%`.padStart(16)} ${`${(c.serverCpu * 100).toFixed(1)}%`.padStart(20)}  ${rounds}${verdict}`)
   }
 }
 
@@ -245,14 +248,13 @@ async function main() {
     // off, on, ...), and the median of the per-round ratios is reported, so a neighbour's burst of
     // load on a shared machine skews one round, not the verdict.
     const costs: EdgeCost[] = []
-    const edgeRoundSec = Math.max(3, Math.round(DURATION_SEC / EDGE_ROUNDS))
     for (const [name, port] of Object.entries(edgePorts)) {
       const onUrl = `http://127.0.0.1:${port}/api/v1/bench/items/42`
       await load(name, onUrl, [name], { durationSec: 1 }) // warm the scenario's process once
       const pairs: Array<[Result, Result]> = []
       for (let i = 0; i < EDGE_ROUNDS; i++) {
-        const offRun = await load('edge off', gwUrl, ['gateway'], { warmupSec: 0, durationSec: edgeRoundSec })
-        const onRun = await load(name, onUrl, [name], { warmupSec: 0, durationSec: edgeRoundSec })
+        const offRun = await load('edge off', gwUrl, ['gateway', 'nats-server'], { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
+        const onRun = await load(name, onUrl, [name, 'nats-server'], { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
         pairs.push([offRun, onRun])
       }
       costs.push(edgeCost(name, pairs))
