@@ -1,20 +1,20 @@
 // `flowgate events tail` and `flowgate blocks list|lift|add`: the gateway events and the blocklist
 // for people without the NATS CLI.
 import { DeliverPolicy, StringCodec } from 'nats'
+import { parseAddress } from '../lib/address.js'
+import { createBlocklistStore } from '../lib/blocklist.js'
 import type { Config } from '../lib/config.js'
 import { connectNats } from '../lib/nats.js'
 import type { Logger } from '../lib/logger.js'
+import { ensureGatewayStream } from '../lib/streams.js'
 import { streams, subjects } from '../lib/subjects.js'
-import { decodeBlockEntry, decodeEvent, EVENT_VERSION } from '../schemas/events.js'
-import { ensureGatewayStream, openBlocklistBucket } from '../events/stream.js'
-import { addressOfBlockKey, blockKey, parseAddress } from '../server/edge/client-address.js'
+import { decodeEvent, EVENT_KINDS, type EventKind } from '../schemas/events.js'
 
 export const EDGE_HELP = `  events tail [--all] [kind]     print gateway events as they arrive (--all: from the start of the stream)
   blocks list                    blocked addresses and when each block ends
   blocks add <address> [ttlSec]  block an address (default AUTOBLOCK_TTL_SEC)
   blocks lift <address>          lift a block on every gateway`
 
-const KINDS = ['rate_limit.hit', 'circuit.opened', 'circuit.closed', 'request.completed', 'ip.blocked'] as const
 const sc = StringCodec()
 
 /** Runs one events/blocks command; resolves with the exit code. */
@@ -45,13 +45,13 @@ export async function runEdgeCommand(
   async function tail(opts: string[]): Promise<number> {
     const all = opts.includes('--all')
     const kind = opts.find((o) => !o.startsWith('--'))
-    if (kind !== undefined && !(KINDS as readonly string[]).includes(kind)) {
-      print(`unknown kind "${kind}"; one of ${KINDS.join(', ')}`)
+    if (kind !== undefined && !(EVENT_KINDS as readonly string[]).includes(kind)) {
+      print(`unknown kind "${kind}"; one of ${EVENT_KINDS.join(', ')}`)
       return 2
     }
     await ensureGatewayStream(nc, config, log)
     const consumer = await nc.jetstream().consumers.get(streams.gateway, {
-      filterSubjects: kind ? subjects.gatewayEvent(kind as (typeof KINDS)[number]) : subjects.gatewayAll,
+      filterSubjects: kind ? subjects.gatewayEvent(kind as EventKind) : subjects.gatewayAll,
       deliver_policy: all ? DeliverPolicy.All : DeliverPolicy.New,
     })
     const messages = await consumer.consume()
@@ -69,20 +69,12 @@ export async function runEdgeCommand(
   }
 
   async function list(): Promise<number> {
-    const kv = await openBlocklistBucket(nc, config)
     const now = Date.now()
-    let shown = 0
-    for await (const key of await kv.keys()) {
-      const address = addressOfBlockKey(key)
-      const entry = await kv.get(key)
-      if (!address || !entry || entry.operation !== 'PUT') continue
-      const decoded = decodeBlockEntry(entry.value)
-      if (!decoded.ok || decoded.value.expiresAt <= now) continue
-      const { expiresAt, reason } = decoded.value
+    const blocks = await createBlocklistStore(nc, config).list(now)
+    for (const { address, expiresAt, reason } of blocks) {
       print(`${address.padEnd(24)} until ${new Date(expiresAt).toISOString()} (${Math.ceil((expiresAt - now) / 1000)}s)  ${reason}`)
-      shown++
     }
-    if (shown === 0) print('no blocks')
+    if (blocks.length === 0) print('no blocks')
     return 0
   }
 
@@ -93,14 +85,12 @@ export async function runEdgeCommand(
       print(`"${opts[0]}" is not an IPv4 or IPv6 address`)
       return 2
     }
-    const kv = await openBlocklistBucket(nc, config)
+    const store = createBlocklistStore(nc, config)
     if (action === 'lift') {
-      const current = await kv.get(blockKey(address))
-      if (!current || current.operation !== 'PUT') {
+      if (!(await store.lift(address))) {
         print(`no block on ${address}`)
         return 1
       }
-      await kv.delete(blockKey(address))
       print(`lifted ${address}`)
       return 0
     }
@@ -111,9 +101,9 @@ export async function runEdgeCommand(
       return 2
     }
     const now = Date.now()
-    const entry = { v: EVENT_VERSION, address, reason: 'blocked by an admin (CLI)', blockedAt: now, expiresAt: now + ttlSec * 1000 }
-    await kv.put(blockKey(address), sc.encode(JSON.stringify(entry)))
-    print(`blocked ${address} until ${new Date(entry.expiresAt).toISOString()}`)
+    const expiresAt = now + ttlSec * 1000
+    await store.block({ address, reason: 'blocked by an admin (CLI)', blockedAt: now, expiresAt })
+    print(`blocked ${address} until ${new Date(expiresAt).toISOString()}`)
     return 0
   }
 }

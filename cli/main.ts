@@ -9,13 +9,17 @@ import type { Running } from '../lib/shutdown.js'
 import { ensureNats, NatsMissingError } from './dev-nats.js'
 
 type Starter = (config: Config, log: Logger) => Promise<Running>
+const say = (line: string) => console.log(line)
 
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
 // In start order for `flowgate start` (the proxy before the flows that use it, the gateway last so
 // it finds the flows at once); stopped in reverse.
 const processes: Record<string, () => Promise<Starter>> = {
   'cache-proxy': async () => (await import('../cache-proxy/main.js')).start,
-  flows: async () => (await import('../flows/main.js')).start,
+  flows: async () => {
+    const { start } = await import('../flows/main.js')
+    return (config, log) => start(config, log, say)
+  },
   subscriber: async () => (await import('../events/main.js')).start,
   gateway: async () => (await import('../server/main.js')).start,
 }

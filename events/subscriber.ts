@@ -4,13 +4,13 @@
 // An event that cannot be read (malformed, unknown version) is terminated with the reason logged,
 // never redelivered in a loop.
 import { AckPolicy, DeliverPolicy, headers as natsHeaders, nanos, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats'
+import { createBlocklistStore } from '../lib/blocklist.js'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
-import { consumers, streams, subjects } from '../lib/subjects.js'
+import { ensureGatewayStream, isNotFound, retryInBackground, type StreamSettings } from '../lib/streams.js'
+import { consumers, headers, streams, subjects } from '../lib/subjects.js'
 import { decodeEvent, type GatewayEvent, type IpBlocked, type RateLimitHit } from '../schemas/events.js'
-import { createBlocklist, type Blocklist } from '../server/edge/blocklist.js'
 import { createRules, type Action, type RuleConfig } from './rules.js'
-import { ensureGatewayStream, isNotFound, retryInBackground, type StreamSettings } from './stream.js'
 
 const NAK_DELAY_MS = 1000
 const REPLAY_MAX = 200_000
@@ -47,7 +47,8 @@ export interface SubscriberDeps {
 export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, deps: SubscriberDeps): Subscriber {
   const { log } = deps
   const rules = createRules(config)
-  const blocklist: Blocklist = createBlocklist(nc, config, log)
+  // Write-only: the gateways enforce blocks; the subscriber never reads them back.
+  const blocklist = createBlocklistStore(nc, config)
   const stats: SubscriberStats = { processed: 0, terminated: 0, failed: 0, blocks: 0, alerts: 0 }
   let messages: ConsumerMessages | undefined
   let closed = false
@@ -182,7 +183,7 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
     }
     const { alert } = action
     const h = natsHeaders()
-    h.set('Nats-Msg-Id', `${alert.kind}-${alert.cause}`)
+    h.set(headers.msgId, `${alert.kind}-${alert.cause}`)
     nc.publish(subjects.alert(alert.kind), JSON.stringify(alert), { headers: h })
     stats.alerts++
     log.warn({ alert: alert.kind, cause: alert.cause, details: alert.details }, alert.message)
@@ -200,7 +201,6 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
         await Promise.race([messages.close(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))])
         clearTimeout(timer)
       }
-      await blocklist.close()
     },
   }
 }

@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger.js'
 import type { PublishBatcher } from '../lib/publish-batch.js'
 import type { PasswordHasher } from '../lib/passwords.js'
 import { subjects } from '../lib/subjects.js'
+import type { StepEvent } from '../schemas/trace.js'
 import type { Tracing } from '../lib/telemetry.js'
 
 /** What flows may use. Processes that host flows fill it in at start-up. */
@@ -40,22 +41,6 @@ export interface FlowContext {
   readonly deps: FlowDeps
   /** Runs one named step; steps nest through the ctx handed to `fn`. */
   step<T>(name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T>
-}
-
-/** One published step event (what `traces.<traceId>` carries). */
-export interface StepEvent {
-  v: 1
-  traceId: string
-  spanId: string
-  parentSpanId: string
-  requestId: string
-  flow: string
-  step: string
-  outcome: 'ok' | 'error'
-  errorCode?: string
-  error?: string
-  startedAt: number
-  durationMs: number
 }
 
 /** What one flow run shares with every context of it (the flow's and each step's). */
@@ -180,11 +165,13 @@ async function runStep<T>(
     init.baseLog.warn({ ...line, errorCode: fe.code, error: message, err: unexpected ? err : undefined }, 'step failed')
     span.end({ code: fe.code, message })
     init.onStepFailed(stepName)
-    publish({ outcome: 'error', errorCode: fe.code, error: unexpected ? undefined : message })
+    publish({ outcome: 'error', errorCode: fe.code, error: unexpected ? undefined : message.slice(0, MAX_ERROR_CHARS) })
     throw err
   }
 }
 
+/** A published step error is bounded like the schema says (schemas/trace.ts). */
+const MAX_ERROR_CHARS = 1024
 const round = (ms: number) => Math.round(ms * 1000) / 1000
 
 /** Publishes step events on `traces.<traceId>`; never throws into the flow. */

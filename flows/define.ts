@@ -4,7 +4,7 @@
 import type { Static, TObject, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { AuthPolicyCheck, type AuthPolicy } from '../lib/auth.js'
-import { subjects } from '../lib/subjects.js'
+import { metadata as META, subjects } from '../lib/subjects.js'
 import type { FlowContext } from './context.js'
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
@@ -82,19 +82,6 @@ export const API_PREFIX = '/api/v1'
 export function httpPath(http: HttpBinding): string {
   return http.root ? http.path : `${API_PREFIX}${http.path === '/' ? '' : http.path}`
 }
-
-/** Keys of the endpoint metadata published in $SRV.INFO (values are strings: JSON where structured). */
-export const META = {
-  flow: 'flowgate.flow',
-  method: 'flowgate.http.method',
-  path: 'flowgate.http.path',
-  status: 'flowgate.http.status',
-  auth: 'flowgate.auth',
-  timeoutMs: 'flowgate.timeout_ms',
-  input: 'flowgate.schema.input',
-  output: 'flowgate.schema.output',
-  summary: 'flowgate.summary',
-} as const
 
 export function flowMetadata(flow: Flow): Record<string, string> {
   const meta: Record<string, string> = {

@@ -13,8 +13,11 @@ import type { FlowDeps } from './context.js'
 import { databaseFreeFlows, flows } from './registry.js'
 import { createFlowWorker } from './worker.js'
 
-/** Starts a flow worker; run as many as you like, they share one queue group. */
-export async function start(config: Config, log: Logger): Promise<Running> {
+/**
+ * Starts a flow worker; run as many as you like, they share one queue group. `say` shows a person
+ * at the terminal what they must see once (the seeded passwords), apart from the log.
+ */
+export async function start(config: Config, log: Logger, say: (line: string) => void): Promise<Running> {
   const closers: Closer[] = []
   const stopEarly = async (err: unknown) => {
     await closeAll(closers, config.shutdownTimeoutMs, log)
@@ -43,7 +46,7 @@ export async function start(config: Config, log: Logger): Promise<Running> {
     await passwords.verifyDummy('')
     await database.migrate().catch(stopEarly)
     // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once.
-    if (config.nodeEnv === 'development') await seedDatabase(database.db, config, passwords, (line) => console.log(line)).catch(stopEarly)
+    if (config.nodeEnv === 'development') await seedDatabase(database.db, config, passwords, say).catch(stopEarly)
     Object.assign(flowDeps, { db: database.db, passwords })
     flowDeps.probes.database = () => database.probe()
     databaseKind = database.kind

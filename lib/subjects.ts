@@ -1,4 +1,5 @@
-// Every subject, stream, bucket and header name in one module of builders: no inline strings elsewhere.
+// Every subject, stream, bucket, header and metadata name in one module of builders: no inline strings elsewhere.
+import type { EventKind } from '../schemas/events.js'
 
 /** The NATS micro service every flow worker registers as. */
 export const FLOW_SERVICE_NAME = 'flowgate-flows'
@@ -22,8 +23,7 @@ export const subjects = {
   trace: (traceId: string) => `traces.${traceId}`,
   traceAll: 'traces.>',
   /** Gateway events (JetStream). */
-  gatewayEvent: (kind: 'rate_limit.hit' | 'circuit.opened' | 'circuit.closed' | 'request.completed' | 'ip.blocked') =>
-    `gateway.${kind}`,
+  gatewayEvent: (kind: EventKind) => `gateway.${kind}`,
   gatewayAll: 'gateway.>',
   alert: (kind: string) => `alerts.${kind}`,
   alertAll: 'alerts.>',
@@ -52,4 +52,22 @@ export const headers = {
   authorization: 'Authorization',
   serviceError: 'Nats-Service-Error',
   serviceErrorCode: 'Nats-Service-Error-Code',
+  /** JetStream de-duplicates publishes carrying the same id within the stream's window. */
+  msgId: 'Nats-Msg-Id',
+} as const
+
+/**
+ * Keys of a flow endpoint's metadata in $SRV.INFO (values are strings: JSON where structured).
+ * Workers write them; gateways route by them.
+ */
+export const metadata = {
+  flow: 'flowgate.flow',
+  method: 'flowgate.http.method',
+  path: 'flowgate.http.path',
+  status: 'flowgate.http.status',
+  auth: 'flowgate.auth',
+  timeoutMs: 'flowgate.timeout_ms',
+  input: 'flowgate.schema.input',
+  output: 'flowgate.schema.output',
+  summary: 'flowgate.summary',
 } as const

@@ -1,8 +1,9 @@
 // Step events are published on traces.<traceId>; this short-lived stream keeps them so one
 // request's steps can be read back (GET /traces/:traceId, `nats stream view FLOWGATE_TRACES`).
 import { DiscardPolicy, nanos, type MsgRequest, RetentionPolicy, StorageType, type NatsConnection, type StreamConfig } from 'nats'
-import type { StepEvent } from '../flows/context.js'
+import { StepEventCheck, type StepEvent } from '../schemas/trace.js'
 import type { Logger } from './logger.js'
+import { isNotFound } from './streams.js'
 import { streams, subjects } from './subjects.js'
 
 const TRACE_STREAM: Partial<StreamConfig> = {
@@ -21,8 +22,12 @@ const TRACE_STREAM: Partial<StreamConfig> = {
 export async function ensureTraceStream(nc: NatsConnection, log: Logger): Promise<void> {
   try {
     const jsm = await nc.jetstreamManager({ timeout: 2000 })
-    const existing = await jsm.streams.info(streams.traces).catch(() => undefined)
-    if (!existing) await jsm.streams.add(TRACE_STREAM)
+    try {
+      await jsm.streams.info(streams.traces)
+    } catch (err) {
+      if (!isNotFound(err)) throw err
+      await jsm.streams.add(TRACE_STREAM)
+    }
   } catch (err) {
     log.warn({ err }, 'trace stream unavailable: step events are published but not kept')
   }
@@ -30,7 +35,7 @@ export async function ensureTraceStream(nc: NatsConnection, log: Logger): Promis
 
 const MAX_STEPS = 1000
 
-/** The recorded steps of one trace, oldest first (bounded). */
+/** The recorded steps of one trace, oldest first (bounded); a message that is not a step event is skipped. */
 export async function readTrace(nc: NatsConnection, traceId: string, timeoutMs = 2000): Promise<StepEvent[]> {
   const subject = subjects.trace(traceId)
   // Ask the stream how many messages the subject holds first: a fetch for a trace with none would wait out its expiry.
@@ -41,12 +46,18 @@ export async function readTrace(nc: NatsConnection, traceId: string, timeoutMs =
   // Read by subject, one message after another: a trace is a few dozen steps, and this needs no consumer.
   const steps: StepEvent[] = []
   let seq = 0
-  while (steps.length < count) {
+  for (let read = 0; read < count; read++) {
     // STREAM.MSG.GET takes next_by_subj since nats-server 2.9; nats.js types list it only for the direct API.
     const query = { next_by_subj: subject, seq: seq + 1 } as unknown as MsgRequest
     const m = await jsm.streams.getMessage(streams.traces, query)
-    steps.push(m.json<StepEvent>())
     seq = m.seq
+    let value: unknown
+    try {
+      value = m.json()
+    } catch {
+      continue // anyone may publish on traces.>: not JSON, not a step
+    }
+    if (StepEventCheck.Check(value)) steps.push(value)
   }
   return steps
 }

@@ -5,6 +5,10 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 
 export const EVENT_VERSION = 1
 
+/** Every gateway event kind, once: its subject is `gateway.<kind>` (lib/subjects.ts). */
+export const EVENT_KINDS = ['request.completed', 'rate_limit.hit', 'circuit.opened', 'circuit.closed', 'ip.blocked'] as const
+export type EventKind = (typeof EVENT_KINDS)[number]
+
 const Id = Type.String({ minLength: 1, maxLength: 128 })
 const EpochMs = Type.Integer({ minimum: 0, description: 'epoch milliseconds' })
 const Address = Type.String({ minLength: 1, maxLength: 64, description: 'client address (IPv6 as its /64)' })
@@ -74,7 +78,10 @@ export type IpBlocked = Static<typeof IpBlocked>
 
 export const GatewayEvent = Type.Union([RequestCompleted, RateLimitHit, CircuitOpened, CircuitClosed, IpBlocked])
 export type GatewayEvent = Static<typeof GatewayEvent>
-export type EventKind = GatewayEvent['kind']
+// The list above and the schemas' literals must name the same kinds, both ways.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+const kindsMatch: Same<EventKind, GatewayEvent['kind']> = true
+void kindsMatch
 const GatewayEventCheck = TypeCompiler.Compile(GatewayEvent)
 
 /** A blocklist entry (KV value). The bucket's max_age bounds it; `expiresAt` is the block's own end. */

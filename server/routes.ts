@@ -6,7 +6,7 @@ import addFormatsModule from 'ajv-formats'
 import FindMyWay from 'find-my-way'
 import type { EndpointInfo } from 'nats'
 import { AuthPolicyCheck, type AuthPolicy } from '../lib/auth.js'
-import { META } from '../flows/define.js'
+import { metadata as META } from '../lib/subjects.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext it arrives wrapped.
 type AddFormats = (ajv: Ajv) => Ajv

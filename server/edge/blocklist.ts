@@ -1,24 +1,22 @@
 // The enforced blocklist: every gateway watches the KV bucket the subscriber writes and keeps the
-// live blocks in a map, so the check on the hot path is one lookup. nats-server 2.9 has no
-// per-message TTL, so each entry carries its own `expiresAt` (checked here) and the bucket's
-// max_age removes it from the store later.
-import { StringCodec, type KV, type KvEntry, type NatsConnection } from 'nats'
-import { openBlocklistBucket, retryInBackground } from '../../events/stream.js'
+// live blocks in a map, so the check on the hot path is one lookup. Writes go through the shared
+// store (lib/blocklist.ts); the bucket's change feed brings them back here, on every gateway.
+import type { KvEntry, NatsConnection } from 'nats'
+import { addressOfBlockKey, createBlocklistStore, readBlockEntry } from '../../lib/blocklist.js'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
-import { decodeBlockEntry, EVENT_VERSION, type BlockEntry } from '../../schemas/events.js'
-import { addressOfBlockKey, blockKey } from './client-address.js'
+import { openBlocklistBucket, retryInBackground } from '../../lib/streams.js'
+import type { BlockEntry } from '../../schemas/events.js'
 
 const MAX_BLOCKS = 100_000
-const sc = StringCodec()
 
 export interface Blocklist {
   /** Whether the address key is blocked now. */
   isBlocked(address: string): boolean
+  /** The live block of an address key, if any. */
+  get(address: string): BlockEntry | undefined
   /** Live blocks this gateway knows of. */
   list(): BlockEntry[]
-  /** Writes a block (idempotent: the same address and expiry write the same value). */
-  block(entry: Omit<BlockEntry, 'v'>): Promise<void>
   /** Removes a block on every gateway; false when there was none. */
   lift(address: string): Promise<boolean>
   /** True once the initial values were read. */
@@ -29,7 +27,7 @@ export interface Blocklist {
 /** Watches the blocklist bucket in the background (the gateway starts without JetStream and catches up). */
 export function createBlocklist(nc: NatsConnection, config: Pick<Config, 'autoBlockTtlSec'>, log: Logger, now: () => number = Date.now): Blocklist {
   const live = new Map<string, BlockEntry>()
-  let kv: KV | undefined
+  const store = createBlocklistStore(nc, config)
   let initialized = false
   let closed = false
   let stopWatch: (() => void) | undefined
@@ -40,7 +38,6 @@ export function createBlocklist(nc: NatsConnection, config: Pick<Config, 'autoBl
       if (closed) return
       const bucket = await openBlocklistBucket(nc, config)
       const iter = await bucket.watch({ key: '>', initializedFn: () => (initialized = true) })
-      kv = bucket
       stopWatch = () => iter.stop()
       void (async () => {
         for await (const e of iter) apply(e)
@@ -57,32 +54,24 @@ export function createBlocklist(nc: NatsConnection, config: Pick<Config, 'autoBl
       if (address) live.delete(address)
       return
     }
-    const address = addressOfBlockKey(e.key)
-    if (!address) {
-      log.warn({ key: e.key.slice(0, 80), bucket: e.bucket }, 'blocklist entry with a malformed key ignored')
+    const read = readBlockEntry(e.key, e.value)
+    if (!read.ok) {
+      log.warn({ key: e.key.slice(0, 80), reason: read.reason }, 'blocklist entry ignored')
       return
     }
-    const decoded = decodeBlockEntry(e.value)
-    if (!decoded.ok) {
-      log.warn({ key: e.key, reason: decoded.reason }, 'blocklist entry with a malformed value ignored')
+    const entry = read.value
+    if (entry.expiresAt <= now()) {
+      live.delete(entry.address)
       return
     }
-    if (decoded.value.address !== address) {
-      log.warn({ key: e.key, address: decoded.value.address }, 'blocklist entry whose value names another address ignored')
-      return
-    }
-    if (decoded.value.expiresAt <= now()) {
-      live.delete(address)
-      return
-    }
-    if (live.size >= MAX_BLOCKS && !live.has(address)) {
+    if (live.size >= MAX_BLOCKS && !live.has(entry.address)) {
       sweep()
       if (live.size >= MAX_BLOCKS) {
         log.error({ max: MAX_BLOCKS }, 'blocklist full; new block not enforced by this gateway')
         return
       }
     }
-    live.set(address, decoded.value)
+    live.set(entry.address, entry)
   }
 
   function sweep() {
@@ -90,33 +79,24 @@ export function createBlocklist(nc: NatsConnection, config: Pick<Config, 'autoBl
     for (const [address, entry] of live) if (entry.expiresAt <= t) live.delete(address)
   }
 
-  async function bucket(): Promise<KV> {
-    return kv ?? (kv = await openBlocklistBucket(nc, config))
+  function get(address: string): BlockEntry | undefined {
+    if (live.size === 0) return undefined
+    const entry = live.get(address)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt > now()) return entry
+    live.delete(address)
+    return undefined
   }
 
   return {
-    isBlocked(address) {
-      if (live.size === 0) return false
-      const entry = live.get(address)
-      if (entry === undefined) return false
-      if (entry.expiresAt > now()) return true
-      live.delete(address)
-      return false
-    },
+    isBlocked: (address) => get(address) !== undefined,
+    get,
     list() {
       sweep()
       return [...live.values()]
     },
-    async block(entry) {
-      const value: BlockEntry = { v: EVENT_VERSION, ...entry }
-      await (await bucket()).put(blockKey(entry.address), sc.encode(JSON.stringify(value)))
-    },
     async lift(address) {
-      const b = await bucket()
-      const key = blockKey(address)
-      const current = await b.get(key)
-      const existed = current !== null && current.operation === 'PUT'
-      if (existed) await b.delete(key)
+      const existed = await store.lift(address)
       live.delete(address)
       return existed
     },

@@ -10,7 +10,7 @@ import { ConfigError, type Config } from '../../lib/config.js'
 import { errors, type FlowgateError } from '../../lib/errors.js'
 import type { EventPublisher } from '../events/publisher.js'
 import type { Blocklist } from './blocklist.js'
-import { addressKey } from './client-address.js'
+import { addressKey } from '../../lib/address.js'
 import type { Decision, Limit, RateLimitStore } from './token-bucket.js'
 
 declare module 'fastify' {

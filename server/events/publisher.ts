@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { createInbox, type Msg, type NatsConnection } from 'nats'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../events/stream.js'
+import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../lib/streams.js'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
 import { publishBatcher } from '../../lib/publish-batch.js'

@@ -36,7 +36,7 @@ describe('PGlite', () => {
         seedClientSecret: 'boot-client-secret-0123',
         cacheUrl: `redis://127.0.0.1:${await freePort()}`,
       })
-      const running = await start(config, createLogger(config))
+      const running = await start(config, createLogger(config), () => {})
       expect(running.describe).toContain('database pglite')
       expect(existsSync(join(dataDir, 'pglite', 'PG_VERSION'))).toBe(true)
       expect(existsSync(join(dataDir, 'pglite.pid'))).toBe(true)
@@ -50,7 +50,7 @@ describe('PGlite', () => {
         })
         // A second worker on the same data dir (what `flowgate flows` started by hand does) cannot
         // open PGlite: it hosts the flows that need no database, and database flows keep working.
-        const second = await start(config, createLogger(config))
+        const second = await start(config, createLogger(config), () => {})
         try {
           expect(second.describe).toMatch(/flow worker: 2 flows .*database none/)
           const health = await Promise.all(Array.from({ length: 20 }, () => req('healthcheck', {})))

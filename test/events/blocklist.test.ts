@@ -4,9 +4,10 @@
 import { connect, StringCodec, type NatsConnection } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTokenService } from '../../lib/auth.js'
+import { createBlocklistStore } from '../../lib/blocklist.js'
 import type { Config } from '../../lib/config.js'
 import { subjects } from '../../lib/subjects.js'
-import { openBlocklistBucket } from '../../events/stream.js'
+import { openBlocklistBucket } from '../../lib/streams.js'
 import { createSubscriber, type Subscriber } from '../../events/subscriber.js'
 import type { RedisStore } from '../../server/edge/redis-store.js'
 import { captureLogs, testConfig } from '../harness/stack.js'
@@ -101,7 +102,7 @@ describe('auto-block across gateways', () => {
     const customer = `Bearer ${tokens.sign({ sub: 'cust-1', role: 'customer' }).token}`
     const target = '198.51.100.99'
     const now = Date.now()
-    await a.edge.blocklist!.block({ address: target, reason: 'manual', blockedAt: now, expiresAt: now + 60_000 })
+    await createBlocklistStore(subNc, config).block({ address: target, reason: 'manual', blockedAt: now, expiresAt: now + 60_000 })
     await waitFor('blocked on both', async () => [(await hit(a, target)).statusCode, (await hit(b, target)).statusCode], (s) => s[0] === 403 && s[1] === 403, 1000, 10)
 
     const list = await a.gateway.app.inject({ url: '/admin/blocks', headers: { authorization: adminToken() } })
@@ -156,8 +157,11 @@ describe('auto-block across gateways', () => {
     await kv.put('not-an-address', sc.encode(JSON.stringify({ v: 1, address: 'x', reason: 'r', blockedAt: 0, expiresAt: Date.now() + 60_000 })))
     await kv.put('198.51.100.100', sc.encode('{garbage'))
     await kv.put('198.51.100.101', sc.encode(JSON.stringify({ v: 1, address: '198.51.100.102', reason: 'r', blockedAt: 0, expiresAt: Date.now() + 60_000 })))
-    await waitFor('warnings logged', () => sink.lines.filter((l) => String(l.msg).startsWith('blocklist entry with')).length, (n) => n >= 6, 2000)
-    expect(sink.lines.some((l) => l.msg === 'blocklist entry with a malformed key ignored' && l.key === 'not-an-address')).toBe(true)
+    await waitFor('warnings logged', () => sink.lines.filter((l) => l.msg === 'blocklist entry ignored').length, (n) => n >= 6, 2000)
+    const ignored = (key: string) => sink.lines.find((l) => l.msg === 'blocklist entry ignored' && l.key === key)?.reason
+    expect(ignored('not-an-address')).toBe('malformed key')
+    expect(ignored('198.51.100.100')).toBe('malformed JSON')
+    expect(ignored('198.51.100.101')).toMatch(/another address/)
     for (const addr of ['198.51.100.100', '198.51.100.101', '198.51.100.102']) expect((await hit(a, addr)).statusCode).toBe(404)
   })
 })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { addressKey, addressOfBlockKey, blockKey, parseAddress } from '../../server/edge/client-address.js'
+import { addressKey, parseAddress } from './address.js'
+import { addressOfBlockKey, blockKey } from './blocklist.js'
 
 describe('client address keys', () => {
   it('keeps IPv4 and unwraps IPv4-mapped IPv6', () => {

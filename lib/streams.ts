@@ -1,9 +1,9 @@
 // The gateway event stream and the blocklist bucket, declared once for the gateway, the subscriber
 // and the CLI. Both are created when absent and checked (limits brought back to config) when present.
 import { DiscardPolicy, nanos, RetentionPolicy, StorageType, type KV, type NatsConnection, type StreamConfig } from 'nats'
-import type { Config } from '../lib/config.js'
-import type { Logger } from '../lib/logger.js'
-import { buckets, streams, subjects } from '../lib/subjects.js'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+import { buckets, streams, subjects } from './subjects.js'
 
 export type StreamSettings = Pick<Config, 'eventsMaxAgeSec' | 'eventsMaxBytes' | 'eventsDuplicateWindowSec'>
 

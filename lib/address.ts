@@ -1,6 +1,8 @@
-// The address a limit or a block applies to. Fastify's `request.ip` already honours TRUST_PROXY
-// (X-Forwarded-For is read only when the peer is a trusted proxy), so a spoofed header never buys
-// a fresh bucket. An IPv6 client owns a whole /64, so it is keyed by that prefix.
+// The address a limit or a block applies to, shared by the gateway (keys its buckets and blocks),
+// the subscriber (writes blocks) and the CLI (parses what an admin types). The gateway takes it
+// from Fastify's `request.ip`, which honours TRUST_PROXY (X-Forwarded-For is read only when the
+// peer is a trusted proxy), so a spoofed header never buys a fresh bucket. An IPv6 client owns a
+// whole /64, so it is keyed by that prefix.
 import { isIPv4, isIPv6 } from 'node:net'
 
 const MAPPED_V4 = '::ffff:'
@@ -33,23 +35,6 @@ function prefix64(ip: string): string {
     .slice(0, 4)
     .map((g) => (g.includes('.') ? '0' : g.replace(/^0+(?=.)/, '')))
     .join(':')
-}
-
-// KV keys allow [-/_=.A-Za-z0-9]: IPv6 colons become underscores.
-const KEY = /^[0-9a-f._/]+$/
-
-/** The KV key of an address key. */
-export function blockKey(address: string): string {
-  return address.replaceAll(':', '_')
-}
-
-/** The address of a KV key, or undefined when the key is not one this code wrote. */
-export function addressOfBlockKey(key: string): string | undefined {
-  if (key.length > 64 || !KEY.test(key)) return undefined
-  if (isIPv4(key)) return key
-  if (!key.endsWith('__/64')) return undefined
-  const address = key.replaceAll('_', ':')
-  return isIPv6(address.slice(0, -3)) && addressKey(address.slice(0, -3)) === address ? address : undefined
 }
 
 /** Accepts what an admin types (an IPv4, any IPv6, or a /64 key) as an address key. */
