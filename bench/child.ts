@@ -7,7 +7,7 @@ import { connect } from 'nats'
 import { Registry } from 'prom-client'
 import { createTokenService } from '../lib/auth.js'
 import { parseConfig } from '../lib/config.js'
-import { successEnvelope } from '../lib/envelope.js'
+import { JSON_TYPE, successEnvelope } from '../lib/envelope.js'
 import { createLogger, logDestination } from '../lib/logger.js'
 import { disabledTracing } from '../lib/telemetry.js'
 import { defineFlow, type Flow } from '../flows/define.js'
@@ -47,7 +47,7 @@ async function main() {
     const trace = '4bf92f3577b34da6a3ce929d0e0e4736'
     app.get('/api/v1/bench/items/:id', async (request, reply) => {
       const { id } = request.params as { id: string }
-      return reply.type('application/json; charset=utf-8').send(successEnvelope({ id, name: 'Coffee beans', price: 14.5 }, 200, trace))
+      return reply.type(JSON_TYPE).send(successEnvelope({ id, name: 'Coffee beans', price: 14.5 }, 200, trace))
     })
     await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'bare-logged') {
@@ -68,7 +68,7 @@ async function main() {
     app.get('/api/v1/bench/items/:id', async (request, reply) => {
       const { id } = request.params as { id: string }
       const msg = await nc.request(naiveFlow.subject, JSON.stringify({ id }), { timeout: 5000 })
-      return reply.type('application/json; charset=utf-8').send(Buffer.from(msg.data))
+      return reply.type(JSON_TYPE).send(Buffer.from(msg.data))
     })
     await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'gateway') {

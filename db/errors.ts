@@ -34,7 +34,7 @@ export function databaseError(err: unknown, conflictMessage = 'Already exists'):
   }
   // The cause kept for the log is the driver's error, not Drizzle's wrapper (whose message lists the
   // query parameters, password hashes included).
-  return errors.internal('Database error', innermost(err))
+  return errors.internal('Database error', { cause: innermost(err) })
 }
 
 // A bug in our own code (or in a query builder) is not an outage.

@@ -1,9 +1,9 @@
-// The Redis client flows use, pointed at the cache proxy by default. Built to fail fast: no offline
-// queue (a command while disconnected rejects at once), a bounded command timeout, reconnects in the
-// background. Callers treat a rejection as a cache miss.
+// The Redis client flows use, pointed at the cache proxy by default. Built to fail fast
+// (lib/redis.ts): callers treat a rejection as a cache miss.
 import { Redis } from 'ioredis'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
+import { failFastRedisOptions } from '../lib/redis.js'
 
 /** Where flows reach Redis: CACHE_URL, else the cache proxy on CACHE_PROXY_PORT. */
 export function cacheUrl(config: Pick<Config, 'cacheUrl' | 'cacheProxyPort'>): string {
@@ -11,14 +11,7 @@ export function cacheUrl(config: Pick<Config, 'cacheUrl' | 'cacheProxyPort'>): s
 }
 
 export function createCacheClient(config: Pick<Config, 'cacheUrl' | 'cacheProxyPort' | 'cacheCommandTimeoutMs'>, log: Logger): Redis {
-  const redis = new Redis(cacheUrl(config), {
-    lazyConnect: false,
-    enableOfflineQueue: false,
-    commandTimeout: config.cacheCommandTimeoutMs,
-    connectTimeout: Math.max(config.cacheCommandTimeoutMs * 4, 1000),
-    maxRetriesPerRequest: 0,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-  })
+  const redis = new Redis(cacheUrl(config), failFastRedisOptions(config.cacheCommandTimeoutMs))
   // ioredis emits an error per failed reconnect; log the transitions only.
   let up = false
   redis.on('ready', () => {

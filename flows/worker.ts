@@ -4,7 +4,7 @@
 import { headers as natsHeaders, type Msg, type NatsConnection, type Service } from 'nats'
 import { Value } from '@sinclair/typebox/value'
 import type { Config } from '../lib/config.js'
-import { authorize, type TokenService } from '../lib/auth.js'
+import { authorize, identify, type TokenService } from '../lib/auth.js'
 import { errorEnvelope, successEnvelope } from '../lib/envelope.js'
 import { errors, FlowgateError, toFlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
@@ -127,7 +127,7 @@ export async function createFlowWorker(
       inflight.set(requestId, run)
 
       // Who calls comes before what they send: an unauthenticated caller learns nothing of the schema.
-      const user = authorize(flow.auth, headerValue(h, headers.authorization), tokens)
+      const user = authorize(flow.auth, identify(headerValue(h, headers.authorization), tokens))
       const input = decodeInput(msg.data)
       if (flow.hasDefaults) Value.Default(flow.input, input)
       if (!flow.inputCheck.Check(input)) throw errors.validation(fieldErrors(flow.inputCheck.Errors(input)))
@@ -150,7 +150,7 @@ export async function createFlowWorker(
       const [data, status] = isFlowResult(returned) ? [returned.data, returned.status] : [returned, flow.http?.status ?? 200]
       if (!flow.outputCheck.Check(data)) {
         const detail = fieldErrors(flow.outputCheck.Errors(data))
-        throw errors.internal('Flow output does not match its schema', new Error(JSON.stringify(detail)))
+        throw errors.internal('Flow output does not match its schema', { cause: new Error(JSON.stringify(detail)) })
       }
       finish(data, undefined, status)
     } catch (thrown) {

@@ -4,7 +4,7 @@ import { createSigner, createVerifier, TokenError } from 'fast-jwt'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from './config.js'
-import { errors } from './errors.js'
+import { errors, FlowgateError } from './errors.js'
 
 export const Role = Type.Union([Type.Literal('admin'), Type.Literal('customer'), Type.Literal('client')])
 export type Role = Static<typeof Role>
@@ -98,20 +98,37 @@ export function bearerToken(header: string | undefined | null): string | undefin
   return m?.[1]
 }
 
-/** Applies a policy: returns the principal (or undefined for public flows), or throws 401/403. */
-export function authorize(policy: AuthPolicy, authorization: string | undefined | null, tokens: TokenService): Principal | undefined {
+/**
+ * Who is calling, worked out once per request: the bearer token, and the principal it proves or the
+ * error that refuses it. A policy check and a rate-limit key both read this instead of verifying again.
+ */
+export interface Caller {
+  readonly token?: string
+  readonly principal?: Principal
+  readonly error?: FlowgateError
+}
+
+const ANONYMOUS: Caller = Object.freeze({})
+
+/** Verifies the Authorization header's bearer token, if any; never throws for a bad token. */
+export function identify(authorization: string | undefined | null, tokens: TokenService): Caller {
   const token = bearerToken(authorization)
-  if (policy === 'public') {
-    if (!token) return undefined
-    // A public flow still learns who calls it, but a bad token on a public flow is not an error.
-    try {
-      return tokens.verify(token)
-    } catch {
-      return undefined
-    }
+  if (token === undefined) return ANONYMOUS
+  try {
+    return { token, principal: tokens.verify(token) }
+  } catch (err) {
+    if (err instanceof FlowgateError) return { token, error: err }
+    throw err
   }
-  if (!token) throw errors.unauthorized()
-  const principal = tokens.verify(token)
+}
+
+/** Applies a policy: returns the principal (or undefined for an anonymous call to a public flow), or throws 401/403. */
+export function authorize(policy: AuthPolicy, caller: Caller): Principal | undefined {
+  // A public flow still learns who calls it, but a bad token on a public flow is not an error.
+  if (policy === 'public') return caller.principal
+  if (caller.token === undefined) throw errors.unauthorized()
+  if (caller.principal === undefined) throw caller.error ?? errors.unauthorized('Invalid token')
+  const principal = caller.principal
   if (policy === 'authenticated') return principal
   const allowed = policy.roles.some((r) => (r === 'root' ? principal.role === 'admin' && principal.root === true : r === principal.role))
   if (!allowed) throw errors.forbidden()

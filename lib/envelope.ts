@@ -1,7 +1,10 @@
 // Building and reading the envelope. Flows and the gateway both use these, so a reply built by a
 // worker and an error built by the gateway are byte-for-byte the same shape.
 import { EnvelopeCheck, type Envelope, type ErrorEnvelope } from '../schemas/envelope.js'
-import { ERROR_CATALOG, FlowgateError, isErrorCode, type ErrorCode } from './errors.js'
+import { codeForStatus, FlowgateError, isErrorCode, type ErrorCode } from './errors.js'
+
+/** The content type of every envelope the gateway sends. */
+export const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function successEnvelope(data: unknown, status: number, traceId: string): string {
   // Hand-assembled: one JSON.stringify of the payload instead of one of a wrapper object.
@@ -37,12 +40,6 @@ export function parseEnvelope(text: string): Envelope {
 
 /** A failure envelope from a flow, revived into the typed error (unknown codes keep their status). */
 export function reviveError(env: ErrorEnvelope): FlowgateError {
-  const code: ErrorCode = isErrorCode(env.errorCode) ? env.errorCode : statusToCode(env.status)
-  const err = new FlowgateError(code, env.message, { detailed: env.detailed, stack: false })
-  return err
-}
-
-function statusToCode(status: number): ErrorCode {
-  for (const [code, entry] of Object.entries(ERROR_CATALOG)) if (entry.status === status) return code as ErrorCode
-  return status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_ERROR'
+  const code: ErrorCode = isErrorCode(env.errorCode) ? env.errorCode : codeForStatus(env.status)
+  return new FlowgateError(code, env.message, { detailed: env.detailed, stack: false })
 }

@@ -58,9 +58,10 @@ export class FlowgateError extends Error {
   }
 }
 
-const quiet = (code: ErrorCode) => (message?: string, opts?: { detailed?: FieldError[]; headers?: Record<string, string> }) =>
-  new FlowgateError(code, message, { ...opts, stack: false })
-const loud = (code: ErrorCode) => (message?: string, cause?: unknown) => new FlowgateError(code, message, { cause })
+type Options = { detailed?: FieldError[]; headers?: Record<string, string>; cause?: unknown }
+const quiet = (code: ErrorCode) => (message?: string, opts?: Options) => new FlowgateError(code, message, { ...opts, stack: false })
+/** Unexpected failures keep their stack (logged once, never sent). */
+const loud = (code: ErrorCode) => (message?: string, opts?: Options) => new FlowgateError(code, message, opts)
 
 /** Throw by name. */
 export const errors = {
@@ -80,6 +81,12 @@ export const errors = {
   serviceUnavailable: quiet('SERVICE_UNAVAILABLE'),
   gatewayTimeout: quiet('GATEWAY_TIMEOUT'),
 } as const
+
+/** The catalog's code for an HTTP status; a status the catalog lacks maps to the generic code of its class. */
+export function codeForStatus(status: number): ErrorCode {
+  for (const code of Object.keys(ERROR_CATALOG) as ErrorCode[]) if (ERROR_CATALOG[code].status === status) return code
+  return status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_ERROR'
+}
 
 /** A thrown value as a FlowgateError; anything unexpected becomes INTERNAL_ERROR with the original as cause. */
 export function toFlowgateError(err: unknown): FlowgateError {

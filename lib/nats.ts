@@ -1,4 +1,4 @@
-import { connect, type NatsConnection } from 'nats'
+import { connect, type NatsConnection, type Status } from 'nats'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 
@@ -24,14 +24,65 @@ export async function connectNats(
     pingInterval: 10_000,
     waitOnFirstConnect: true,
   }).finally(() => clearTimeout(waiting))
+  connectionState(nc).listen({
+    status(s) {
+      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') log.warn({ nats: s.type, server: String(s.data) }, `NATS ${s.type}`)
+    },
+  })
+  return nc
+}
+
+export interface ConnectionListener {
+  /** The connection dropped (nats.js reconnects by itself). */
+  disconnect?(): void
+  /** Connected again after a disconnect. */
+  reconnect?(): void
+  /** Closed for good. */
+  closed?(): void
+  /** Every status change as nats.js reports it. */
+  status?(s: Status): void
+}
+
+export interface ConnectionState {
+  /** Connected now (not between a disconnect and a reconnect, not closed). */
+  readonly up: boolean
+  listen(listener: ConnectionListener): void
+}
+
+const states = new WeakMap<NatsConnection, ConnectionState>()
+
+/**
+ * The state of a connection, watched once however many parts need it (the requester fails calls fast
+ * while it is down, the event publisher pauses, the process logs): one status iterator per connection.
+ */
+export function connectionState(nc: NatsConnection): ConnectionState {
+  let state = states.get(nc)
+  if (state !== undefined) return state
+  const listeners: ConnectionListener[] = []
+  let up = !nc.isClosed()
+  state = {
+    get up() {
+      return up && !nc.isClosed()
+    },
+    listen: (listener) => void listeners.push(listener),
+  }
+  states.set(nc, state)
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
-        log.warn({ nats: s.type, server: String(s.data) }, `NATS ${s.type}`)
+      if (s.type === 'disconnect') up = false
+      else if (s.type === 'reconnect') up = true
+      for (const l of listeners) {
+        l.status?.(s)
+        if (s.type === 'disconnect') l.disconnect?.()
+        else if (s.type === 'reconnect') l.reconnect?.()
       }
     }
   })()
-  return nc
+  void nc.closed().then(() => {
+    up = false
+    for (const l of listeners) l.closed?.()
+  })
+  return state
 }
 
 /** A message body as UTF-8 text, without copying; Buffer decodes short bodies faster than nats.js's TextDecoder (`msg.string()`). */

@@ -40,13 +40,15 @@ export function createDiscovery(
       if (seen.has(key) || seen.size >= MAX_ROUTES) continue
       const fingerprint = JSON.stringify(ep.metadata ?? {})
       const prev = known.get(key)
-      const r = prev && prev.fingerprint === fingerprint ? prev.route : routeFromEndpoint(ep, compile)
+      const note = (reason: string, message: string) => {
+        const key = `${info.name}/${ep.name}: ${reason}`
+        if (skipped.has(key) || skipped.size >= 1000) return
+        skipped.add(key)
+        log.warn({ service: info.name, endpoint: ep.name, reason }, message)
+      }
+      const r = prev && prev.fingerprint === fingerprint ? prev.route : routeFromEndpoint(ep, compile, (reason) => note(reason, 'endpoint routed despite a flaw'))
       if (typeof r === 'string') {
-        const note = `${info.name}/${ep.name}: ${r}`
-        if (r !== 'not a flowgate flow' && !skipped.has(note) && skipped.size < 1000) {
-          skipped.add(note)
-          log.warn({ service: info.name, endpoint: ep.name, reason: r }, 'endpoint not routed')
-        }
+        if (r !== 'not a flowgate flow') note(r, 'endpoint not routed')
         continue
       }
       seen.set(key, { route: r, fingerprint })

@@ -2,8 +2,8 @@
 // leaves as the envelope. Deliberate errors pass through; anything unexpected is masked and logged
 // once with the request id.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { errorEnvelope } from '../lib/envelope.js'
-import { ERROR_CATALOG, FlowgateError, type ErrorCode } from '../lib/errors.js'
+import { errorEnvelope, JSON_TYPE } from '../lib/envelope.js'
+import { codeForStatus, FlowgateError, type ErrorCode } from '../lib/errors.js'
 
 // Fastify's own errors that a client causes, by their code.
 const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
@@ -28,8 +28,7 @@ export function toEdgeError(err: unknown): { error: FlowgateError; unexpected: b
   }
   const status = fe.statusCode ?? fe.status
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    const code = (Object.keys(ERROR_CATALOG) as ErrorCode[]).find((c) => ERROR_CATALOG[c].status === status) ?? 'VALIDATION_ERROR'
-    return { error: new FlowgateError(code, undefined, { stack: false }), unexpected: false }
+    return { error: new FlowgateError(codeForStatus(status), undefined, { stack: false }), unexpected: false }
   }
   return { error: new FlowgateError('INTERNAL_ERROR', undefined, { stack: false }), unexpected: true }
 }
@@ -38,5 +37,5 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   const { error, unexpected } = toEdgeError(err)
   if (unexpected) request.log.error({ err }, 'unexpected error')
   if (error.headers) reply.headers(error.headers)
-  return reply.code(error.status).type('application/json; charset=utf-8').send(errorEnvelope(error, request.traceId))
+  return reply.code(error.status).type(JSON_TYPE).send(errorEnvelope(error, request.traceId))
 }

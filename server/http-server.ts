@@ -2,7 +2,7 @@
 // no, and every other request gets the 503 envelope at once instead of a refused connection. When
 // the bus is up, the Fastify app takes over the same server (no port switch, nothing refused).
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
-import { errorEnvelope } from '../lib/envelope.js'
+import { errorEnvelope, JSON_TYPE } from '../lib/envelope.js'
 import { errors } from '../lib/errors.js'
 import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
 
@@ -12,9 +12,10 @@ export interface GatewayHttpServer {
   prepare(handler: RequestListener): void
   /** Hands every request from now on to the prepared handler: call it once the app is ready. */
   activate(): void
+  listen(port: number, host: string): Promise<void>
+  /** Stops accepting; resolves when the open requests have finished (idempotent). */
+  close(): Promise<void>
 }
-
-const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function createGatewayHttpServer(): GatewayHttpServer {
   let handler: RequestListener = waitingForBus
@@ -30,6 +31,29 @@ export function createGatewayHttpServer(): GatewayHttpServer {
       if (!prepared) throw new Error('no handler prepared')
       handler = prepared
     },
+    listen: (port, host) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => {
+          server.removeListener('error', reject)
+          resolve()
+        })
+      }),
+    close: () => drain(server, () => (server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve())),
+  }
+}
+
+/**
+ * Runs `close` while closing keep-alive connections as they go idle: a connection whose request
+ * finishes after closing began would otherwise stay open, and the server would wait for it.
+ */
+export async function drain(server: Server, close: () => Promise<unknown>): Promise<void> {
+  const sweep = setInterval(() => server.closeIdleConnections(), 100)
+  try {
+    server.closeIdleConnections()
+    await close()
+  } finally {
+    clearInterval(sweep)
   }
 }
 

@@ -1,5 +1,4 @@
 // The gateway process: listen, connect, build; close in reverse order.
-import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { createTokenService } from '../lib/auth.js'
@@ -10,17 +9,24 @@ import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
 import { createTracing } from '../lib/telemetry.js'
 import { createEdgeParts } from './edge/start.js'
 import { buildGateway } from './gateway.js'
-import { createGatewayHttpServer } from './http-server.js'
+import { createGatewayHttpServer, type GatewayHttpServer } from './http-server.js'
 
 export async function start(config: Config, log: Logger): Promise<Running> {
   const closers: Closer[] = []
   // Listening comes first: until NATS answers, the server says so (503 envelope, /ready false).
   const http = createGatewayHttpServer()
-  await new Promise<void>((resolve, reject) => {
-    http.server.once('error', reject)
-    http.server.listen(config.port, config.host, () => resolve())
-  })
-  closers.push({ name: 'http', close: () => closeServer(http.server) })
+  await http.listen(config.port, config.host)
+  // Closed by the gateway once it is built; here only when the start fails before that.
+  closers.push({ name: 'http', close: () => http.close() })
+  try {
+    return await startOn(http, closers, config, log)
+  } catch (err) {
+    await closeAll(closers, config.shutdownTimeoutMs, log)
+    throw err
+  }
+}
+
+async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger): Promise<Running> {
   const tracing = await createTracing(config, 'gateway')
   closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
   const nc = await connectNats(config, log, 'flowgate-gateway')
@@ -31,13 +37,7 @@ export async function start(config: Config, log: Logger): Promise<Running> {
   closers.push({ name: 'edge', close: () => edge.close() })
   const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge, http })
   // The server stops taking requests and lets those in flight finish before the gateway lets go of NATS.
-  closers.push({
-    name: 'gateway',
-    close: async () => {
-      await closeServer(http.server)
-      await gateway.close()
-    },
-  })
+  closers.push({ name: 'gateway', close: () => gateway.close() })
   await gateway.discovery.refresh()
   await gateway.app.ready()
   http.activate()
@@ -46,11 +46,4 @@ export async function start(config: Config, log: Logger): Promise<Running> {
     describe: `gateway: http://${address}:${port} (${gateway.discovery.table().routes.length} flow routes discovered)`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
-}
-
-/** Stops accepting, lets open requests finish, and closes idle keep-alive connections as they go idle. */
-function closeServer(server: Server): Promise<void> {
-  if (!server.listening) return Promise.resolve()
-  const sweep = setInterval(() => server.closeIdleConnections(), 100)
-  return new Promise<void>((resolve) => server.close(() => resolve())).finally(() => clearInterval(sweep))
 }

@@ -1,7 +1,11 @@
 import { Histogram, type Registry } from 'prom-client'
 
+export interface HttpMetrics {
+  observe(method: string, route: string, status: number, seconds: number): void
+}
+
 /** Request duration in seconds by method, route template and status: every label bounded. */
-export function createHttpMetrics(registry: Registry) {
+export function createHttpMetrics(registry: Registry): HttpMetrics {
   const duration = new Histogram({
     name: 'flowgate_http_request_duration_seconds',
     help: 'HTTP requests served by the gateway, by route template',

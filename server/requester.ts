@@ -6,6 +6,7 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats'
 import { errors, type FlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
+import { connectionState } from '../lib/nats.js'
 import { publishBatcher } from '../lib/publish-batch.js'
 
 interface Waiter {
@@ -31,7 +32,7 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
   const waiters = new Map<string, Waiter>()
   const batcher = publishBatcher(nc)
   let next = 0
-  let up = !nc.isClosed()
+  const state = connectionState(nc)
 
   const settle = (token: string): Waiter | undefined => {
     const w = waiters.get(token)
@@ -63,25 +64,11 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
     for (const token of [...waiters.keys()]) settle(token)?.reject(errors.serviceUnavailable(why))
   }
 
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect') {
-        up = false
-        failAll('Message bus unavailable')
-      } else if (s.type === 'reconnect') {
-        up = true
-      }
-    }
-    up = false
-  })()
-  void nc.closed().then(() => {
-    up = false
-    failAll('Message bus closed')
-  })
+  state.listen({ disconnect: () => failAll('Message bus unavailable'), closed: () => failAll('Message bus closed') })
 
   return {
     request(subject, data, headers, timeoutMs) {
-      if (!up || nc.isClosed()) return Promise.reject(errors.serviceUnavailable('Message bus unavailable'))
+      if (!state.up) return Promise.reject(errors.serviceUnavailable('Message bus unavailable'))
       if (waiters.size >= opts.maxPending) return Promise.reject(errors.serviceUnavailable('Gateway overloaded'))
       const token = (next++).toString(36)
       if (next === Number.MAX_SAFE_INTEGER) next = 0
@@ -98,7 +85,7 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
       })
     },
     maxPayload: () => nc.info?.max_payload ?? 1024 * 1024,
-    connected: () => up && !nc.isClosed(),
+    connected: () => state.up,
     pending: () => waiters.size,
     close() {
       sub.unsubscribe()

@@ -63,8 +63,8 @@ export function createSchemaCompiler() {
   }
 }
 
-/** One discovered endpoint as a route, or a reason it was skipped. */
-export function routeFromEndpoint(ep: EndpointInfo, compile: (schema: string) => ValidateFunction): FlowRoute | string {
+/** One discovered endpoint as a route, or a reason it was skipped; `warn` hears what was served despite a flaw. */
+export function routeFromEndpoint(ep: EndpointInfo, compile: (schema: string) => ValidateFunction, warn: (reason: string) => void = () => {}): FlowRoute | string {
   const m = ep.metadata ?? {}
   const flow = m[META.flow]
   if (!flow) return 'not a flowgate flow'
@@ -92,8 +92,9 @@ export function routeFromEndpoint(ep: EndpointInfo, compile: (schema: string) =>
   try {
     const out = m[META.output]
     outputSchema = out ? (JSON.parse(out) as Record<string, unknown>) : undefined
-  } catch {
-    outputSchema = undefined
+  } catch (err) {
+    // Only the docs use it: the route is served, and the docs show no output schema.
+    warn(`output schema ignored: ${err instanceof Error ? err.message : String(err)}`)
   }
   return {
     flow,

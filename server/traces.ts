@@ -2,16 +2,17 @@
 import type { FastifyInstance } from 'fastify'
 import type { NatsConnection } from 'nats'
 import { authorize, type TokenService } from '../lib/auth.js'
-import { successEnvelope } from '../lib/envelope.js'
+import { JSON_TYPE, successEnvelope } from '../lib/envelope.js'
 import { errors } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import { readTrace } from '../lib/trace-stream.js'
+import { callerOf } from './caller.js'
 
 const TRACE_ID = /^[0-9a-f]{32}$/
 
 export function registerTraceRoutes(app: FastifyInstance, nc: NatsConnection, tokens: TokenService, log: Logger): void {
   app.get('/traces/:traceId', async (request, reply) => {
-    authorize({ roles: ['admin'] }, request.headers.authorization, tokens)
+    authorize({ roles: ['admin'] }, callerOf(request, tokens))
     const { traceId } = request.params as { traceId: string }
     if (!TRACE_ID.test(traceId)) throw errors.validation([{ field: 'traceId', message: 'must be 32 lower-case hex digits' }])
     let steps
@@ -22,6 +23,6 @@ export function registerTraceRoutes(app: FastifyInstance, nc: NatsConnection, to
       throw errors.serviceUnavailable('Trace stream unavailable')
     }
     if (steps.length === 0) throw errors.notFound(`No steps recorded for trace ${traceId}`)
-    return reply.type('application/json; charset=utf-8').send(successEnvelope({ traceId, steps }, 200, request.traceId))
+    return reply.type(JSON_TYPE).send(successEnvelope({ traceId, steps }, 200, request.traceId))
   })
 }

@@ -3,14 +3,16 @@
 // admin routes that list and lift blocks. A feature that is off costs at most one check.
 import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { parseAddress } from '../../lib/address.js'
 import { authorize, type TokenService } from '../../lib/auth.js'
 import type { Config } from '../../lib/config.js'
-import { successEnvelope } from '../../lib/envelope.js'
+import { JSON_TYPE, successEnvelope } from '../../lib/envelope.js'
 import { errors } from '../../lib/errors.js'
+import { callerOf } from '../caller.js'
 import type { EventPublisher } from '../events/publisher.js'
+import type { Target } from '../resolver.js'
 import type { Blocklist } from './blocklist.js'
-import { parseAddress } from '../../lib/address.js'
-import { createEdgeGuard, routeTemplate } from './rate-limit.js'
+import { createEdgeGuard } from './rate-limit.js'
 import { securityHeaders, type SecurityHeaders } from './security-headers.js'
 import type { RateLimitStore } from './token-bucket.js'
 
@@ -22,11 +24,11 @@ export interface EdgeDeps {
   /** Undefined when events are off. */
   events: EventPublisher | undefined
   tokens: TokenService
-  routeOf?: (method: string, path: string) => { path: string; flow: string } | undefined
+  /** What serves the request (resolved once per request). */
+  resolve?: (request: FastifyRequest) => Target | undefined
 }
 
 const ADMIN = { roles: ['admin' as const] }
-const JSON_TYPE = 'application/json; charset=utf-8'
 
 /**
  * Registers the edge on the root instance; call it right after the hook that sets the trace id.
@@ -56,7 +58,7 @@ export async function registerEdge(
         requestId: request.id,
         traceId: request.traceId,
         method: request.method,
-        route: routeTemplate(request),
+        route: request.routeLabel, // labelled by the completion hook, which runs first
         status: reply.statusCode,
         latencyMs: Math.round(latencyMs * 1000) / 1000,
         startedAt: Math.round(ts - latencyMs),
@@ -77,12 +79,12 @@ function registerBlockRoutes(app: FastifyInstance, blocklist: Blocklist | undefi
     return blocklist
   }
   app.get('/admin/blocks', async (request, reply) => {
-    authorize(ADMIN, request.headers.authorization, tokens)
+    authorize(ADMIN, callerOf(request, tokens))
     const blocks = required().list()
     return reply.type(JSON_TYPE).send(successEnvelope({ blocks }, 200, request.traceId))
   })
   app.delete('/admin/blocks/:address', async (request, reply) => {
-    authorize(ADMIN, request.headers.authorization, tokens)
+    authorize(ADMIN, callerOf(request, tokens))
     const raw = decodeURIComponent((request.params as { address: string }).address)
     const address = parseAddress(raw)
     if (!address) throw errors.validation([{ field: 'address', message: 'must be an IPv4 or IPv6 address' }])

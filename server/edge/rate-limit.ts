@@ -5,12 +5,15 @@
 // (only when per-route limits exist) and one store call.
 import FindMyWay from 'find-my-way'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { bearerToken, type TokenService } from '../../lib/auth.js'
+import type { TokenService } from '../../lib/auth.js'
 import { ConfigError, type Config } from '../../lib/config.js'
 import { errors, type FlowgateError } from '../../lib/errors.js'
 import type { EventPublisher } from '../events/publisher.js'
 import type { Blocklist } from './blocklist.js'
 import { addressKey } from '../../lib/address.js'
+import { callerOf } from '../caller.js'
+import { labelOf } from '../hooks.js'
+import type { Target } from '../resolver.js'
 import type { Decision, Limit, RateLimitStore } from './token-bucket.js'
 
 declare module 'fastify' {
@@ -26,18 +29,10 @@ declare module 'fastify' {
 export type RouteLimit = Limit & ({ method: string; path: string; flow?: undefined } | { flow: string; method?: undefined; path?: undefined })
 
 /** Ops endpoints probed by orchestrators are never limited (still subject to the blocklist). Matched on the
- * raw URL: `request.routeOptions` builds a new object on every read. */
+ * path: `request.routeOptions` builds a new object on every read. */
 const UNLIMITED = new Set(['/health', '/ready', '/metrics'])
 
 const RULE = /^(?:([A-Z]+)\s+(\/\S*)|flow:([a-z][a-z0-9_.-]*))\s*=\s*([0-9.]+)\s*:\s*([0-9.]+)$/
-
-/** The route template: flows set `routeLabel`; for routes Fastify matched itself (ops, admin) it is asked. */
-export function routeTemplate(request: FastifyRequest): string {
-  if (request.routeLabel !== 'unmatched') return request.routeLabel
-  // Read only here: routeOptions builds a new object on every access.
-  const url = request.routeOptions.url
-  return url === undefined || url === '/*' ? request.routeLabel : url
-}
 
 /**
  * Parses RATE_LIMIT_ROUTES entries: `POST /api/v1/admin/login=5:0.1` (a route template) or
@@ -64,8 +59,8 @@ export interface EdgeGuardDeps {
   blocklist: Blocklist | undefined
   events: EventPublisher | undefined
   tokens: TokenService
-  /** The flow route a path leads to: its template labels rate-limit events; its flow picks a per-flow limit. */
-  routeOf?: (method: string, path: string) => { path: string; flow: string } | undefined
+  /** What serves the request (resolved once per request): its template labels rate-limit events; its flow picks a per-flow limit. */
+  resolve?: (request: FastifyRequest) => Target | undefined
   /** Set on every answer (the API's set of helmet's headers, computed once). */
   securityHeaders?: Readonly<Record<string, string>>
 }
@@ -97,23 +92,18 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
   })
 
   function keyOf(request: FastifyRequest, address: string): string {
-    const token = bearerToken(request.headers.authorization)
-    if (token === undefined) return address
-    try {
-      return `sub:${tokens.verify(token).sub}`
-    } catch {
-      // A bad token is refused later by auth; for the limit its caller is just an address.
-      return address
-    }
+    // A bad token is refused later by auth; for the limit its caller is just an address.
+    const principal = request.headers.authorization === undefined ? undefined : callerOf(request, tokens).principal
+    return principal === undefined ? address : `sub:${principal.sub}`
   }
 
-  function refuse(request: FastifyRequest, rule: Rule, path: string, decision: Decision): FlowgateError {
+  function refuse(request: FastifyRequest, rule: Rule, decision: Decision): FlowgateError {
     events?.emit({
       kind: 'rate_limit.hit',
       requestId: request.id,
       traceId: request.traceId,
       method: request.method,
-      route: rule.path || deps.routeOf?.(request.method, path || request.url.split('?')[0]!)?.path || routeTemplate(request),
+      route: rule.path || deps.resolve?.(request)?.template || labelOf(request),
       clientKey: request.clientKey,
       address: request.clientAddress,
       capacity: rule.limit.capacity,
@@ -122,11 +112,11 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
     return errors.rateLimited(undefined, { headers: { 'retry-after': String(decision.retryAfterSec) } })
   }
 
-  function apply(request: FastifyRequest, reply: FastifyReply, rule: Rule, path: string, decision: Decision): FlowgateError | undefined {
+  function apply(request: FastifyRequest, reply: FastifyReply, rule: Rule, decision: Decision): FlowgateError | undefined {
     reply.header('ratelimit-limit', rule.headerLimit)
     reply.header('ratelimit-remaining', decision.remaining)
     reply.header('ratelimit-reset', decision.resetSec)
-    return decision.allowed ? undefined : refuse(request, rule, path, decision)
+    return decision.allowed ? undefined : refuse(request, rule, decision)
   }
 
   // Callback style, not async: with the memory store the whole check runs synchronously, so a request
@@ -138,26 +128,23 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
     request.clientAddress = address
     request.clientKey = address
     if (blocklist !== undefined && blocklist.isBlocked(address)) return done(errors.ipBlocked())
-    if (store === undefined || UNLIMITED.has(request.url)) return done()
+    if (store === undefined || UNLIMITED.has(request.urlPath)) return done()
     const key = keyOf(request, address)
     request.clientKey = key
     let rule = global
-    let path = ''
     if (router !== undefined || flowRules.size > 0) {
-      const q = request.url.indexOf('?')
-      path = q === -1 ? request.url : request.url.slice(0, q)
-      const found = router?.find(request.method as 'GET', path)
+      const found = router?.find(request.method as 'GET', request.urlPath)
       if (found) rule = found.store as Rule
       else if (flowRules.size > 0) {
-        const flow = deps.routeOf?.(request.method, path)?.flow
+        const flow = deps.resolve?.(request)?.route.flow
         const byFlow = flow === undefined ? undefined : flowRules.get(flow)
         if (byFlow !== undefined) rule = byFlow
       }
     }
     const taken = store.take(rule.id + key, rule.limit)
-    if (!(taken instanceof Promise)) return done(apply(request, reply, rule, path, taken))
+    if (!(taken instanceof Promise)) return done(apply(request, reply, rule, taken))
     taken.then(
-      (decision) => done(apply(request, reply, rule, path, decision)),
+      (decision) => done(apply(request, reply, rule, decision)),
       (err: unknown) => done(err as Error),
     )
   }

@@ -4,6 +4,8 @@
 import { Redis } from 'ioredis'
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../../lib/logger.js'
+import { failFastRedisOptions } from '../../lib/redis.js'
+import { throttledWarning } from '../../lib/throttle.js'
 import { decide, openDecision, type Decision, type Limit, type RateLimitStore } from './token-bucket.js'
 
 const KEY_PREFIX = 'flowgate:rl:'
@@ -47,35 +49,17 @@ export interface RedisStore extends RateLimitStore {
 /** A Redis-backed store; never throws from take(). */
 export function createRedisStore(opts: { url: string; timeoutMs: number; log: Logger; registry?: Registry; client?: Redis }): RedisStore {
   const client = (opts.client ??
-    new Redis(opts.url, {
-      lazyConnect: false,
-      // Fail fast while Redis is away instead of queueing requests behind a reconnect.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: opts.timeoutMs,
-      connectTimeout: Math.max(500, opts.timeoutMs),
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    })) as RedisWithTake
+    // Fail fast while Redis is away instead of queueing requests behind a reconnect.
+    new Redis(opts.url, failFastRedisOptions(opts.timeoutMs))) as RedisWithTake
   client.defineCommand('flowgateTake', { numberOfKeys: 1, lua: TAKE_SCRIPT })
   let failures = 0
-  let lastLogMs = 0
-  let unloggedFailures = 0
+  const warn = throttledWarning(opts.log, LOG_EVERY_MS)
   const counter = opts.registry
     ? new Counter({ name: 'flowgate_rate_limit_store_failures_total', help: 'Rate-limit checks let through because the store did not answer', registers: [opts.registry] })
     : undefined
   // ioredis reports connection errors as events; they are the same outage the failures below count.
   client.on('error', (err: Error) => noteFailure(err))
-
-  function noteFailure(err: unknown) {
-    const nowMs = Date.now()
-    if (nowMs - lastLogMs >= LOG_EVERY_MS) {
-      opts.log.warn({ err, failuresSinceLastLog: unloggedFailures }, 'rate-limit store (Redis) unavailable: failing open')
-      lastLogMs = nowMs
-      unloggedFailures = 0
-    } else {
-      unloggedFailures++
-    }
-  }
+  const noteFailure = (err: unknown) => warn({ err }, 'rate-limit store (Redis) unavailable: failing open')
 
   return {
     kind: 'redis',

@@ -5,14 +5,17 @@
 import { randomBytes } from 'node:crypto'
 import { createInbox, type Msg, type NatsConnection } from 'nats'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../lib/streams.js'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
+import { connectionState } from '../../lib/nats.js'
 import { publishBatcher } from '../../lib/publish-batch.js'
-import { subjects } from '../../lib/subjects.js'
+import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../lib/streams.js'
+import { headers as wire, subjects } from '../../lib/subjects.js'
+import { throttledWarning } from '../../lib/throttle.js'
 import { RequestHeaders } from '../../lib/wire-headers.js'
+import { EVENT_KINDS, EVENT_VERSION, type EventKind, type GatewayEvent } from '../../schemas/events.js'
+import { CumulativeAcks } from './acks.js'
 import { Ring } from './ring.js'
-import { EVENT_VERSION, type EventKind, type GatewayEvent } from '../../schemas/events.js'
 
 const MAX_IN_FLIGHT = 512
 /** At most this many events go out without asking for an ack. */
@@ -53,7 +56,6 @@ interface Pending {
   n: number
 }
 
-const MSG_ID = 'Nats-Msg-Id'
 const SWEEP_MS = 250
 const decoder = new TextDecoder()
 const ERROR_PREFIX = new TextEncoder().encode('{"error"')
@@ -64,13 +66,7 @@ function isApiError(data: Uint8Array): boolean {
   return true
 }
 
-const SUBJECT: Record<EventKind, string> = {
-  'request.completed': subjects.gatewayEvent('request.completed'),
-  'rate_limit.hit': subjects.gatewayEvent('rate_limit.hit'),
-  'circuit.opened': subjects.gatewayEvent('circuit.opened'),
-  'circuit.closed': subjects.gatewayEvent('circuit.closed'),
-  'ip.blocked': subjects.gatewayEvent('ip.blocked'),
-}
+const SUBJECT = Object.fromEntries(EVENT_KINDS.map((kind) => [kind, subjects.gatewayEvent(kind)])) as Record<EventKind, string>
 
 /** Starts the publisher; the stream is created or checked in the background (the gateway never waits for it). */
 export function createEventPublisher(
@@ -81,19 +77,13 @@ export function createEventPublisher(
   const { log } = deps
   const source = `gw-${randomBytes(4).toString('hex')}`
   const ackPrefix = `${createInbox()}.`
-  /** Sent, not yet settled, in send order. */
-  const unconfirmed: Pending[] = []
-  /** Send number of each event that asked for an ack -> when it was sent. */
-  const awaiting = new Map<number, number>()
-  let sendSeq = 0
-  let sinceAck = 0
+  const acks = new CumulativeAcks<Pending>(ACK_EVERY)
   // The request batcher's: events go out in the same write as the requests of the same turn.
   const batcher = publishBatcher(nc)
   let sweeper: NodeJS.Timeout | undefined
   const ackSub = nc.subscribe(`${ackPrefix}*`, { callback: onAck })
   const queue = new Ring<Pending>(config.eventsBufferSize)
   let seq = 0
-  let inFlight = 0
   let published = 0
   let retried = 0
   const dropped: Record<DropReason, number> = { buffer_full: 0, publish_failed: 0, closed: 0 }
@@ -101,8 +91,9 @@ export function createEventPublisher(
   let closed = false
   let scheduled = false
   let backoff: NodeJS.Timeout | undefined
-  let lastLogMs = 0
   let flushWaiters: Array<() => void> = []
+  const warnDropped = throttledWarning(log, LOG_EVERY_MS)
+  const warnFailed = throttledWarning(log, LOG_EVERY_MS)
 
   const droppedCounter = deps.registry
     ? new Counter({ name: 'flowgate_events_dropped_total', help: 'Gateway events dropped, by reason', labelNames: ['reason'] as const, registers: [deps.registry] })
@@ -121,38 +112,25 @@ export function createEventPublisher(
           'ensure gateway event stream',
           async () => {
             await ensureGatewayStream(nc, config, log)
-            // Events waiting out a backoff can go now.
-            clearTimeout(backoff)
-            backoff = undefined
-            schedule()
+            resume() // events waiting out a backoff can go now
           },
           log,
           1000,
         )
 
-  void nc.closed().then(() => {
-    connected = false
+  connectionState(nc).listen({
+    disconnect: () => (connected = false),
+    closed: () => (connected = false),
+    reconnect() {
+      connected = true
+      resume()
+    },
   })
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect') connected = false
-      else if (s.type === 'reconnect') {
-        connected = true
-        clearTimeout(backoff)
-        backoff = undefined
-        schedule()
-      }
-    }
-  })()
 
   function drop(reason: DropReason, n = 1) {
     dropped[reason] += n
     droppedCounter?.inc({ reason }, n)
-    const nowMs = Date.now()
-    if (nowMs - lastLogMs >= LOG_EVERY_MS) {
-      lastLogMs = nowMs
-      log.warn({ reason, dropped }, 'gateway events dropped')
-    }
+    warnDropped({ reason, dropped }, 'gateway events dropped')
   }
 
   function schedule() {
@@ -162,33 +140,30 @@ export function createEventPublisher(
     setTimeout(pump, PUMP_DELAY_MS)
   }
 
-  function pump() {
-    scheduled = false
-    while (connected && queue.size > 0 && inFlight < MAX_IN_FLIGHT) {
-      const p = queue.shift()
-      send(p, queue.size === 0 || inFlight + 1 >= MAX_IN_FLIGHT)
-    }
-    if (queue.size === 0 && inFlight === 0) settle()
+  function resume() {
+    clearTimeout(backoff)
+    backoff = undefined
+    schedule()
   }
 
-  // Plain publishes with cumulative acks: every ACK_EVERY-th event of a burst, and its last, carries a
-  // reply subject `<ackPrefix><n>` on one shared subscription; JetStream stores one connection's
-  // publishes in order, so that ack (or its failure) settles every event sent before it. A request
-  // thus costs no promise, timer, inbox or ack message of its own (js.publish() per event cost the
-  // gateway ~50 µs of CPU per request; an ack per event still ~15).
-  function send(p: Pending, last: boolean) {
-    inFlight++
-    p.attempts++
-    p.n = ++sendSeq
-    unconfirmed.push(p)
-    const askAck = last || ++sinceAck >= ACK_EVERY
-    if (askAck) {
-      sinceAck = 0
-      awaiting.set(p.n, Date.now())
-      if (sweeper === undefined) sweeper = setInterval(sweepTimedOut, SWEEP_MS).unref()
+  function pump() {
+    scheduled = false
+    while (connected && queue.size > 0 && acks.inFlight < MAX_IN_FLIGHT) {
+      const p = queue.shift()
+      send(p, queue.size === 0 || acks.inFlight + 1 >= MAX_IN_FLIGHT)
     }
+    if (queue.size === 0 && acks.inFlight === 0) settle()
+  }
+
+  // Plain publishes with cumulative acks (./acks.ts): a request costs no promise, timer, inbox or ack
+  // message of its own (js.publish() per event cost the gateway ~50 µs of CPU per request; an ack per
+  // event still ~15).
+  function send(p: Pending, last: boolean) {
+    p.attempts++
+    const askAck = acks.send(p, last, Date.now())
+    if (askAck && sweeper === undefined) sweeper = setInterval(sweepOverdue, SWEEP_MS).unref()
     // Headers of its own per event: the batcher publishes at the end of the turn, not now.
-    const headers = new RequestHeaders().put(MSG_ID, p.id)
+    const headers = new RequestHeaders().put(wire.msgId, p.id)
     batcher.publish(p.subject, p.data, askAck ? { reply: ackPrefix + p.n, headers } : { headers }, onPublishError)
   }
 
@@ -201,42 +176,29 @@ export function createEventPublisher(
 
   function onAck(err: Error | null, msg: Msg) {
     if (err) return
-    const n = Number(msg.subject.slice(ackPrefix.length))
-    if (!awaiting.has(n)) return // already settled (timed out, or covered by a later ack)
     // A stream error answers {"error":...}; no stream on the subject answers a 503 status with no body.
     const ok = !(msg.headers?.hasError || msg.data.length === 0 || isApiError(msg.data))
-    settleUpTo(n, ok ? undefined : (msg.headers?.description ?? decoder.decode(msg.data)))
+    settleUpTo(Number(msg.subject.slice(ackPrefix.length)), ok ? undefined : (msg.headers?.description ?? decoder.decode(msg.data)))
   }
 
   /** Settles every event sent up to the n-th: stored, or failed with `reason`. */
   function settleUpTo(n: number, reason: string | undefined) {
-    for (const k of awaiting.keys()) {
-      if (k > n) break
-      awaiting.delete(k)
-    }
-    let count = 0
-    while (count < unconfirmed.length && unconfirmed[count]!.n <= n) count++
-    const batch = unconfirmed.splice(0, count)
-    inFlight -= count
+    const batch = acks.settle(n)
+    if (batch === undefined) return // already settled (timed out, or covered by a later ack)
     if (reason === undefined) {
-      published += count
-      publishedCounter?.inc(count)
+      published += batch.length
+      publishedCounter?.inc(batch.length)
     } else {
       for (const p of batch) failed(p, reason)
     }
-    afterSend()
+    if (queue.size > 0) schedule()
+    else if (acks.inFlight === 0) settle()
   }
 
-  function sweepTimedOut() {
-    const oldest = Date.now() - PUBLISH_TIMEOUT_MS
-    // Insertion order is send order: the first still in time ends the sweep.
-    let expired: number | undefined
-    for (const [n, sentAt] of awaiting) {
-      if (sentAt > oldest) break
-      expired = n
-    }
-    if (expired !== undefined) settleUpTo(expired, 'no ack in time')
-    if (awaiting.size === 0 && sweeper !== undefined) {
+  function sweepOverdue() {
+    const overdue = acks.overdue(Date.now() - PUBLISH_TIMEOUT_MS)
+    if (overdue !== undefined) settleUpTo(overdue, 'no ack in time')
+    if (acks.waiting === 0 && sweeper !== undefined) {
       clearInterval(sweeper)
       sweeper = undefined
     }
@@ -247,7 +209,7 @@ export function createEventPublisher(
     if (p.attempts < MAX_ATTEMPTS && queue.push(p)) retried++
     else {
       drop('publish_failed')
-      if (Date.now() - lastLogMs >= LOG_EVERY_MS) log.warn({ reason }, 'gateway event publish failed')
+      warnFailed({ reason }, 'gateway event publish failed')
     }
   }
 
@@ -260,11 +222,6 @@ export function createEventPublisher(
     backoff.unref()
   }
 
-  function afterSend() {
-    if (queue.size > 0) schedule()
-    else if (inFlight === 0) settle()
-  }
-
   function settle() {
     const waiters = flushWaiters
     flushWaiters = []
@@ -272,7 +229,7 @@ export function createEventPublisher(
   }
 
   function flush(timeoutMs = 5000): Promise<boolean> {
-    if (queue.size === 0 && inFlight === 0) return Promise.resolve(true)
+    if (queue.size === 0 && acks.inFlight === 0) return Promise.resolve(true)
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs)
       flushWaiters.push(() => {
@@ -299,7 +256,7 @@ export function createEventPublisher(
       }
       if (connected) schedule()
     },
-    stats: () => ({ published, dropped: { ...dropped }, queued: queue.size, inFlight, retried }),
+    stats: () => ({ published, dropped: { ...dropped }, queued: queue.size, inFlight: acks.inFlight, retried }),
     flush,
     async close(timeoutMs = 2000) {
       closed = true
@@ -307,7 +264,7 @@ export function createEventPublisher(
       clearTimeout(backoff)
       backoff = undefined
       if (connected) await flush(timeoutMs)
-      if (queue.size + inFlight > 0) drop('closed', queue.size + inFlight)
+      if (queue.size + acks.inFlight > 0) drop('closed', queue.size + acks.inFlight)
       clearInterval(sweeper)
       if (!nc.isClosed()) ackSub.unsubscribe()
     },

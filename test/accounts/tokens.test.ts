@@ -2,7 +2,7 @@
 // every wrong role with 403, and production refuses a weak secret.
 import { createSigner, type SignerOptions } from 'fast-jwt'
 import { describe, expect, it } from 'vitest'
-import { authorize, createTokenService, type Principal } from '../../lib/auth.js'
+import { authorize, createTokenService, identify, type Principal } from '../../lib/auth.js'
 import { ConfigError, loadConfig, parseConfig } from '../../lib/config.js'
 import { FlowgateError } from '../../lib/errors.js'
 
@@ -87,21 +87,21 @@ describe('authorize', () => {
 
   it('401 without a token or with a malformed header', () => {
     for (const h of [undefined, '', 'Basic abc', 'Bearer', `Bearer ${'x'.repeat(9000)}`]) {
-      expect(() => authorize({ roles: ['admin'] }, h, tokens)).toThrow(expect.objectContaining({ code: 'UNAUTHORIZED' }))
+      expect(() => authorize({ roles: ['admin'] }, identify(h, tokens))).toThrow(expect.objectContaining({ code: 'UNAUTHORIZED' }))
     }
   })
 
   it('403 for a customer token on an admin route', () => {
-    expect(() => authorize({ roles: ['admin'] }, bearer(customer), tokens)).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }))
+    expect(() => authorize({ roles: ['admin'] }, identify(bearer(customer), tokens))).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }))
   })
 
   it('403 for a non-root admin on a root route; root passes', () => {
-    expect(() => authorize({ roles: ['root'] }, bearer(admin), tokens)).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }))
-    expect(authorize({ roles: ['root'] }, bearer(root), tokens)).toEqual(root)
+    expect(() => authorize({ roles: ['root'] }, identify(bearer(admin), tokens))).toThrow(expect.objectContaining({ code: 'FORBIDDEN' }))
+    expect(authorize({ roles: ['root'] }, identify(bearer(root), tokens))).toEqual(root)
   })
 
   it('a bad token on a public flow is ignored, not trusted', () => {
-    expect(authorize('public', 'Bearer nope', tokens)).toBeUndefined()
+    expect(authorize('public', identify('Bearer nope', tokens))).toBeUndefined()
   })
 })
 

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { captureLogs, startGateway, testConfig, waitForRoute, type TestGateway } from '../harness/stack.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
+import { createTestDatabase, type TestDatabase } from '../harness/postgres.js'
 import { runCli, tempDir, waitFor, type CliProcess } from '../harness/process.js'
 
 const DEADLINE_MS = 1500
@@ -12,17 +13,20 @@ const CLIENTS = 24
 const logs = captureLogs('silent')
 
 let nats: NatsServer
+let db: TestDatabase
 let gw: TestGateway
 const workers: CliProcess[] = []
 
 function startFlows(): CliProcess {
-  const p = runCli(['flows'], { NATS_URL: nats.url, DATA_DIR: tempDir('kill'), LOG_LEVEL: 'warn', NODE_ENV: 'test' })
+  // A shared, migrated PostgreSQL rather than an embedded one per worker: two PGlite starts cost
+  // seconds of CPU, and this test is about the kill, not the start.
+  const p = runCli(['flows'], { NATS_URL: nats.url, DATABASE_URL: db.url, DATA_DIR: tempDir('kill'), LOG_LEVEL: 'warn', NODE_ENV: 'test' })
   workers.push(p)
   return p
 }
 
 beforeAll(async () => {
-  nats = await startNats()
+  ;[nats, db] = await Promise.all([startNats(), createTestDatabase('kill')])
   gw = await startGateway(testConfig(nats.url, { requestTimeoutMs: DEADLINE_MS }), logs.log)
 })
 
@@ -30,6 +34,7 @@ afterAll(async () => {
   for (const w of workers) w.child.kill('SIGKILL')
   await gw?.stop()
   await nats?.stop()
+  await db?.drop()
 })
 
 interface Outcome {

@@ -1,11 +1,15 @@
 // A minimal Fastify app with the edge registered the way buildGateway does it, for inject() tests
-// without NATS: the same error handler, a trace id hook, and two routes.
-import Fastify, { type FastifyInstance } from 'fastify'
+// without NATS: the same request hooks and error handler, and three routes.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import pino from 'pino'
+import { Registry } from 'prom-client'
 import { createTokenService } from '../../lib/auth.js'
 import { parseConfig, type Config } from '../../lib/config.js'
+import { disabledTracing } from '../../lib/telemetry.js'
 import { sendError } from '../../server/envelope-errors.js'
 import { registerEdge, type EdgeDeps } from '../../server/edge/index.js'
+import { decorateRequests, registerRequestHooks } from '../../server/hooks.js'
+import { createHttpMetrics } from '../../server/metrics.js'
 
 export const silent = pino({ level: 'silent' })
 
@@ -14,13 +18,9 @@ export function testConfig(overrides: Record<string, unknown> = {}): Config {
 }
 
 export async function edgeApp(config: Config, deps: Partial<EdgeDeps> = {}): Promise<FastifyInstance> {
-  const app = Fastify({ trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false })
-  app.decorateRequest('traceId', '')
-  app.decorateRequest('routeLabel', 'unmatched')
-  app.addHook('onRequest', async (request, reply) => {
-    request.traceId = '0af7651916cd43dd8448eb211c80319c'
-    reply.header('x-trace-id', request.traceId)
-  })
+  const app = Fastify({ trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false, loggerInstance: silent as FastifyBaseLogger })
+  decorateRequests(app)
+  registerRequestHooks(app, { tracing: disabledTracing, metrics: createHttpMetrics(new Registry()) })
   await registerEdge(app, config, {
     store: undefined,
     blocklist: undefined,

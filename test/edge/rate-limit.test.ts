@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createTokenService } from '../../lib/auth.js'
+import type { FastifyRequest } from 'fastify'
 import type { Blocklist } from '../../server/edge/blocklist.js'
+import type { Target } from '../../server/resolver.js'
 import { createMemoryStore } from '../../server/edge/memory-store.js'
 import { parseRouteLimits } from '../../server/edge/rate-limit.js'
 import type { EventInput, EventPublisher } from '../../server/events/publisher.js'
@@ -37,7 +39,7 @@ describe('rate limit at the edge', () => {
     expect(ok[0]!.headers['ratelimit-limit']).toBe('3')
     expect(ok[0]!.headers['ratelimit-reset']).toBe('1')
 
-    const limited = await app.inject({ url: '/api/v1/things?x=1', remoteAddress: '198.51.100.1' })
+    const limited = await app.inject({ url: '/api/v1/things?x=1', remoteAddress: '198.51.100.1', headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } })
     expect(limited.statusCode).toBe(429)
     expect(limited.json()).toEqual({
       success: false,
@@ -162,8 +164,9 @@ describe('rate limit at the edge', () => {
   it('applies a per-flow limit wherever the flow is bound, labelling the event with its route template', async () => {
     const perFlow = testConfig({ rateLimitCapacity: 100, rateLimitRefillPerSec: 1, rateLimitRoutes: ['flow:shop.things=2:0.5'] })
     const events = recorder()
-    const routeOf = (method: string, path: string) => (method === 'GET' && path === '/api/v1/things' ? { path: '/api/v1/things', flow: 'shop.things' } : undefined)
-    const app = await edgeApp(perFlow, { store: createMemoryStore({ maxKeys: 100 }), events, routeOf })
+    const things = { kind: 'flow', template: '/api/v1/things', params: {}, route: { flow: 'shop.things' } } as unknown as Target
+    const resolve = (request: FastifyRequest) => (request.method === 'GET' && request.urlPath === '/api/v1/things' ? things : undefined)
+    const app = await edgeApp(perFlow, { store: createMemoryStore({ maxKeys: 100 }), events, resolve })
     const statuses = []
     for (let i = 0; i < 3; i++) statuses.push((await app.inject({ url: '/api/v1/things?page=1', remoteAddress: '198.51.100.8' })).statusCode)
     expect(statuses).toEqual([200, 200, 429])

@@ -1,0 +1,72 @@
+// The request hooks every gateway request passes: the first gives it its trace id, span and path;
+// the completion hook labels it once (a route template, never the raw URL), observes its duration,
+// ends its span and writes its one log line.
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { SpanHandle, Tracing } from '../lib/telemetry.js'
+import { parseTraceparent } from '../lib/trace-context.js'
+import type { HttpMetrics } from './metrics.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    traceId: string
+    span: SpanHandle | undefined
+    tracestate: string | undefined
+    /** The URL's path without the query, split once per request. */
+    urlPath: string
+    /** The route template that served the request: set by the route, or at completion from Fastify's own routes. */
+    routeLabel: string
+  }
+}
+
+export const UNMATCHED = 'unmatched'
+/** The catch-all route's URL: the flow (and proxy) route behind it labels itself. */
+export const CATCH_ALL = '/*'
+
+/** Declares the per-request fields, so every request object has the same shape. */
+export function decorateRequests(app: FastifyInstance): void {
+  app.decorateRequest('traceId', '')
+  app.decorateRequest('span', undefined)
+  app.decorateRequest('tracestate', undefined)
+  app.decorateRequest('urlPath', '')
+  app.decorateRequest('routeLabel', UNMATCHED)
+  app.decorateRequest('caller', undefined)
+  app.decorateRequest('target', undefined)
+}
+
+/** The route template of a finished request; Fastify's `routeOptions` builds an object per read, so it is read once here. */
+export function labelOf(request: FastifyRequest): string {
+  if (request.routeLabel === UNMATCHED) {
+    const url = request.routeOptions.url
+    if (url !== undefined && url !== CATCH_ALL) request.routeLabel = url
+  }
+  return request.routeLabel
+}
+
+/** The first onRequest hook, and the first onResponse hook: register before the edge's. */
+export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Tracing; metrics: HttpMetrics }): void {
+  const { tracing, metrics } = deps
+  app.addHook('onRequest', function traceRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    const url = request.url
+    const q = url.indexOf('?')
+    request.urlPath = q === -1 ? url : url.slice(0, q)
+    const incoming = parseTraceparent(request.headers.traceparent, request.headers.tracestate)
+    const span = tracing.startSpan(`${request.method} gateway`, incoming.traceId, incoming.parentSpanId)
+    request.span = span
+    request.traceId = span.traceId
+    request.tracestate = incoming.tracestate
+    reply.header('x-trace-id', span.traceId)
+    reply.header('x-request-id', request.id)
+    done()
+  })
+
+  app.addHook('onResponse', function completeRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    const route = labelOf(request)
+    metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
+    request.span?.end(reply.statusCode >= 500 ? { code: String(reply.statusCode), message: 'server error' } : undefined)
+    request.log.info(
+      { method: request.method, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000, trace_id: request.traceId },
+      'request completed',
+    )
+    done()
+  })
+}
