@@ -1,7 +1,7 @@
 // Who is calling, verified once per request and carried on it: the edge keys a rate limit by the
 // token's subject and a route checks its policy, without verifying the token twice.
-import type { FastifyRequest } from 'fastify'
-import { identify, type Caller, type TokenService } from '../lib/auth.js'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { authorize, identify, type AuthPolicy, type Caller, type TokenService } from '../lib/auth.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -12,4 +12,18 @@ declare module 'fastify' {
 
 export function callerOf(request: FastifyRequest, tokens: TokenService): Caller {
   return (request.caller ??= identify(request.headers.authorization, tokens))
+}
+
+const ADMIN: AuthPolicy = { roles: ['admin'] }
+
+/** A route-level onRequest hook admitting admins only (401/403 otherwise), before the route's params or body are looked at. */
+export function adminHook(tokens: TokenService) {
+  return function adminOnly(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    try {
+      authorize(ADMIN, callerOf(request, tokens))
+      done()
+    } catch (err) {
+      done(err as Error)
+    }
+  }
 }

@@ -3,7 +3,9 @@
 // once with the request id.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errorEnvelope, JSON_TYPE } from '../lib/envelope.js'
-import { codeForStatus, FlowgateError, type ErrorCode } from '../lib/errors.js'
+import type { ErrorObject } from 'ajv'
+import { codeForStatus, errors, FlowgateError, type ErrorCode } from '../lib/errors.js'
+import { ajvFieldErrors } from '../lib/validation.js'
 
 // Fastify's own errors that a client causes, by their code.
 const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
@@ -20,6 +22,12 @@ const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
 export function toEdgeError(err: unknown): { error: FlowgateError; unexpected: boolean } {
   if (err instanceof FlowgateError) return { error: err, unexpected: err.code === 'INTERNAL_ERROR' }
   const fe = err as Partial<FastifyError> & { status?: number }
+  // A route's own schema (the ops and admin routes declare theirs with TypeBox) refused the request.
+  if (fe.code === 'FST_ERR_VALIDATION' && fe.validation) {
+    const context = fe.validationContext ?? ''
+    const detailed = ajvFieldErrors(fe.validation as ErrorObject[]).map((d) => ({ ...d, field: d.field || context }))
+    return { error: errors.validation(detailed), unexpected: false }
+  }
   const known = fe.code ? FASTIFY_CODES[fe.code] : undefined
   if (known) return { error: new FlowgateError(known[0], known[1], { stack: false }), unexpected: false }
   // JSON.parse failures from the body parser carry a 400 status and no Fastify code.

@@ -1,20 +1,22 @@
 // GET /traces/:traceId (admin): the recorded steps of one request, read back from the trace stream.
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { NatsConnection } from 'nats'
-import { authorize, type TokenService } from '../lib/auth.js'
+import type { TokenService } from '../lib/auth.js'
 import { JSON_TYPE, successEnvelope } from '../lib/envelope.js'
 import { errors } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import { readTrace } from '../lib/trace-stream.js'
-import { callerOf } from './caller.js'
+import { TraceId } from '../schemas/envelope.js'
+import { adminHook } from './caller.js'
 
-const TRACE_ID = /^[0-9a-f]{32}$/
+const TraceParams = Type.Object({ traceId: TraceId })
 
 export function registerTraceRoutes(app: FastifyInstance, nc: NatsConnection, tokens: TokenService, log: Logger): void {
-  app.get('/traces/:traceId', async (request, reply) => {
-    authorize({ roles: ['admin'] }, callerOf(request, tokens))
-    const { traceId } = request.params as { traceId: string }
-    if (!TRACE_ID.test(traceId)) throw errors.validation([{ field: 'traceId', message: 'must be 32 lower-case hex digits' }])
+  const routes = app.withTypeProvider<TypeBoxTypeProvider>()
+  routes.get('/traces/:traceId', { onRequest: adminHook(tokens), schema: { params: TraceParams } }, async (request, reply) => {
+    const { traceId } = request.params
     let steps
     try {
       steps = await readTrace(nc, traceId)

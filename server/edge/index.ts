@@ -2,13 +2,15 @@
 // are configured), the blocklist and rate-limit guard (one hook), the completion event, and the
 // admin routes that list and lift blocks. A feature that is off costs at most one check.
 import cors from '@fastify/cors'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { parseAddress } from '../../lib/address.js'
-import { authorize, type TokenService } from '../../lib/auth.js'
+import type { TokenService } from '../../lib/auth.js'
 import type { Config } from '../../lib/config.js'
 import { JSON_TYPE, successEnvelope } from '../../lib/envelope.js'
 import { errors } from '../../lib/errors.js'
-import { callerOf } from '../caller.js'
+import { adminHook } from '../caller.js'
 import type { EventPublisher } from '../events/publisher.js'
 import type { Target } from '../resolver.js'
 import type { Blocklist } from './blocklist.js'
@@ -28,7 +30,6 @@ export interface EdgeDeps {
   resolve?: (request: FastifyRequest) => Target | undefined
 }
 
-const ADMIN = { roles: ['admin' as const] }
 
 /**
  * Registers the edge on the root instance; call it right after the hook that sets the trace id.
@@ -78,18 +79,20 @@ function registerBlockRoutes(app: FastifyInstance, blocklist: Blocklist | undefi
     if (!blocklist) throw errors.serviceUnavailable('The blocklist is off (BLOCKLIST_ENABLED=false)')
     return blocklist
   }
-  app.get('/admin/blocks', async (request, reply) => {
-    authorize(ADMIN, callerOf(request, tokens))
+  // Who calls comes before what they send: the admin check runs before the params are validated.
+  const adminOnly = adminHook(tokens)
+  const routes = app.withTypeProvider<TypeBoxTypeProvider>()
+  routes.get('/admin/blocks', { onRequest: adminOnly }, async (request, reply) => {
     const blocks = required().list()
     return reply.type(JSON_TYPE).send(successEnvelope({ blocks }, 200, request.traceId))
   })
-  app.delete('/admin/blocks/:address', async (request, reply) => {
-    authorize(ADMIN, callerOf(request, tokens))
-    const raw = decodeURIComponent((request.params as { address: string }).address)
-    const address = parseAddress(raw)
+  routes.delete('/admin/blocks/:address', { onRequest: adminOnly, schema: { params: BlockParams } }, async (request, reply) => {
+    const address = parseAddress(request.params.address)
     if (!address) throw errors.validation([{ field: 'address', message: 'must be an IPv4 or IPv6 address' }])
     const lifted = await required().lift(address)
     if (!lifted) throw errors.notFound(`No block on ${address}`)
     return reply.type(JSON_TYPE).send(successEnvelope({ address, lifted: true }, 200, request.traceId))
   })
 }
+
+const BlockParams = Type.Object({ address: Type.String({ minLength: 1, maxLength: 64 }) })

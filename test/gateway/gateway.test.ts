@@ -417,7 +417,12 @@ describe('docs and ops', () => {
     const customer = createTokenService(config).sign({ sub: 'c-1', role: 'customer' }).token
     expect((await inject({ method: 'GET', url: `/traces/${traceId}`, headers: { authorization: `Bearer ${customer}` } })).statusCode).toBe(403)
     expect((await inject({ method: 'GET', url: `/traces/${'f'.repeat(32)}`, headers: auth })).json().errorCode).toBe('NOT_FOUND')
-    expect((await inject({ method: 'GET', url: '/traces/not-a-trace', headers: auth })).json().errorCode).toBe('VALIDATION_ERROR')
+    expect((await inject({ method: 'GET', url: '/traces/not-a-trace', headers: auth })).json()).toMatchObject({
+      errorCode: 'VALIDATION_ERROR',
+      detailed: [{ field: 'traceId', message: expect.stringContaining('pattern') }],
+    })
+    // Who calls comes before what they send: an anonymous caller learns nothing of the route's schema.
+    expect((await inject({ method: 'GET', url: '/traces/not-a-trace' })).json().errorCode).toBe('UNAUTHORIZED')
   })
 
   it('serves an OpenAPI document built from the discovered flows', async () => {
