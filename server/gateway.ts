@@ -21,6 +21,7 @@ import { drain, type GatewayHttpServer } from './http-server.js'
 import { createHttpMetrics } from './metrics.js'
 import { registerOpsRoutes } from './ops-routes.js'
 import { createRequester, type Requester } from './requester.js'
+import { createRecentRequests, type RecentRequests } from './recent.js'
 import { createResolver, targetOf } from './resolver.js'
 import { registerTraceRoutes } from './traces.js'
 
@@ -40,11 +41,15 @@ export interface Gateway {
   app: FastifyInstance
   discovery: Discovery
   requester: Requester
+  /** The last requests answered (bounded). */
+  recent: RecentRequests
   /** Readiness goes false at once; the server stops accepting and in-flight requests finish; then everything closes. */
   close(): Promise<void>
 }
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
+/** Requests kept for operators to look at (`recent`). */
+const RECENT_REQUESTS = 1000
 const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: undefined }
 
 export async function buildGateway(config: Config, deps: GatewayDeps): Promise<Gateway> {
@@ -69,7 +74,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   app.removeContentTypeParser('text/plain')
 
   decorateRequests(app)
-  registerRequestHooks(app, { tracing, metrics: createHttpMetrics(deps.registry) })
+  const recent = createRecentRequests(RECENT_REQUESTS)
+  registerRequestHooks(app, { tracing, metrics: createHttpMetrics(deps.registry), recent })
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and routing.
   const security = await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, resolve: (request) => targetOf(request, resolver) })
 
@@ -101,6 +107,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     app,
     discovery,
     requester,
+    recent,
     async close() {
       closing = true
       // The one place the server stops: on the server the gateway was handed, or on Fastify's own.

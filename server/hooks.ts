@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { parseTraceparent } from '../lib/trace-context.js'
 import type { HttpMetrics } from './metrics.js'
+import type { RecentRequests } from './recent.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -43,8 +44,8 @@ export function labelOf(request: FastifyRequest): string {
 }
 
 /** The first onRequest hook, and the first onResponse hook: register before the edge's. */
-export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Tracing; metrics: HttpMetrics }): void {
-  const { tracing, metrics } = deps
+export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Tracing; metrics: HttpMetrics; recent?: RecentRequests }): void {
+  const { tracing, metrics, recent } = deps
   app.addHook('onRequest', function traceRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const url = request.url
     const q = url.indexOf('?')
@@ -61,12 +62,22 @@ export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Trac
 
   app.addHook('onResponse', function completeRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const route = labelOf(request)
-    metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
-    request.span?.end(reply.statusCode >= 500 ? { code: String(reply.statusCode), message: 'server error' } : undefined)
-    request.log.info(
-      { method: request.method, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000, trace_id: request.traceId },
-      'request completed',
-    )
+    const status = reply.statusCode
+    const durationMs = Math.round(reply.elapsedTime * 1000) / 1000
+    metrics.observe(request.method, route, status, reply.elapsedTime / 1000)
+    request.span?.end(status >= 500 ? { code: String(status), message: 'server error' } : undefined)
+    request.log.info({ method: request.method, route, status, durationMs, trace_id: request.traceId }, 'request completed')
+    recent?.record({
+      startedAt: Math.round(Date.now() - reply.elapsedTime),
+      method: request.method,
+      route,
+      status,
+      durationMs,
+      client: request.clientAddress || request.ip || '',
+      traceId: request.traceId,
+      requestId: request.id,
+      flow: request.target?.route.flow,
+    })
     done()
   })
 }

@@ -15,7 +15,7 @@ import { throttledWarning } from '../../lib/throttle.js'
 import { RequestHeaders } from '../../lib/wire-headers.js'
 import { EVENT_KINDS, EVENT_VERSION, type EventKind, type GatewayEvent } from '../../schemas/events.js'
 import { CumulativeAcks } from './acks.js'
-import { Ring } from './ring.js'
+import { Ring } from '../../lib/ring.js'
 
 const MAX_IN_FLIGHT = 512
 /** At most this many events go out without asking for an ack. */
