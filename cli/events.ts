@@ -33,7 +33,7 @@ export async function runEdgeCommand(
   const [sub, ...rest] = args
   if (command === 'events' && sub !== 'tail') return usage()
   if (command === 'blocks' && sub !== 'list' && sub !== 'lift' && sub !== 'add') return usage()
-  const nc = await connectNats(config, log, 'flowgate-cli')
+  const nc = await connectNats(config, log, 'cli')
   try {
     if (command === 'events') return await tail(rest)
     if (sub === 'list') return await list()

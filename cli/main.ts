@@ -2,11 +2,12 @@
 // The `flowgate` CLI: one subcommand per process, `start` for all of them. The only module that
 // touches `process` (arguments, signals, exit codes) besides lib/config.ts reading the environment.
 import '../lib/v8-flags.js'
-import type { ChildProcess } from 'node:child_process'
+import type { BusRole } from '../lib/bus.js'
 import { ConfigError, describeConfig, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
 import { createLogger, type Logger } from '../lib/logger.js'
+import { NatsConnectError } from '../lib/nats.js'
 import type { Running } from '../lib/shutdown.js'
-import { ensureNats, NatsMissingError } from './dev-nats.js'
+import { busConfig, NatsMissingError, startLocalBus, type LocalBus } from './dev-nats.js'
 
 type Starter = (config: Config, log: Logger) => Promise<Running>
 const say = (line: string) => console.log(line)
@@ -23,10 +24,12 @@ const processes: Record<string, () => Promise<Starter>> = {
   subscriber: async () => (await import('../events/main.js')).start,
   gateway: async () => (await import('../server/main.js')).start,
 }
+/** The bus role each process connects as (the cache proxy does not use the bus). */
+const ROLE: Record<string, BusRole | undefined> = { flows: 'flows', subscriber: 'subscriber', gateway: 'gateway' }
 
 const HELP = `flowgate <command>
 
-  start         everything for local use (starts a local nats-server if none is running)
+  start         everything for local use (with NATS_URL unset, runs its own locked-down nats-server)
   gateway       the HTTP gateway
   flows         a flow worker (run several to scale)
   subscriber    the JetStream consumer acting on gateway events (auto-block, alerts)
@@ -74,12 +77,12 @@ async function main(argv: string[]): Promise<number> {
     const stop = new AbortController()
     process.once('SIGINT', () => stop.abort())
     process.once('SIGTERM', () => stop.abort())
-    const code = await runEdgeCommand(command, rest, config, log, (line) => console.log(line), stop.signal)
+    const code = await runEdgeCommand(command, rest, busConfig(config, 'cli'), log, (line) => console.log(line), stop.signal)
     log.flush()
     return code
   }
 
-  let devNats: ChildProcess | undefined
+  let bus: LocalBus | undefined
   const started: Running[] = []
   const names = command === 'start' ? Object.keys(processes) : [command]
   for (const name of names) if (!processes[name]) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
@@ -88,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
   const stopAll = async (): Promise<boolean> => {
     let clean = true
     for (const r of started.reverse()) clean = (await r.close()) && clean
-    devNats?.kill('SIGTERM')
+    bus?.stop()
     log.flush()
     return clean
   }
@@ -110,10 +113,11 @@ async function main(argv: string[]): Promise<number> {
   })
 
   try {
-    if (command === 'start') devNats = await ensureNats(config, (line) => console.log(line))
+    if (command === 'start') bus = await startLocalBus(config, say)
     for (const name of names) {
       const starter = await processes[name]!()
-      started.push(await starter(config, log))
+      const role = ROLE[name]
+      started.push(await starter(role === undefined ? config : busConfig(config, role, bus), log))
     }
   } catch (err) {
     await stopAll()
@@ -135,7 +139,7 @@ main(process.argv.slice(2)).then(
     process.exit(code)
   },
   (err: unknown) => {
-    if (err instanceof ConfigError || err instanceof NatsMissingError || err instanceof UsageError) console.error(err.message)
+    if (err instanceof ConfigError || err instanceof NatsMissingError || err instanceof NatsConnectError || err instanceof UsageError) console.error(err.message)
     else console.error('flowgate failed to start:', err)
     process.exitCode = err instanceof UsageError ? 2 : 1
   },

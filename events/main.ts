@@ -8,7 +8,7 @@ import { createSubscriber } from './subscriber.js'
 
 export async function start(config: Config, log: Logger): Promise<Running> {
   const closers: Closer[] = []
-  const nc = await connectNats(config, log, 'flowgate-subscriber')
+  const nc = await connectNats(config, log, 'subscriber')
   closers.push({ name: 'nats', close: () => nc.drain() })
   const subscriber = createSubscriber(nc, config, { log })
   closers.push({ name: 'subscriber', close: () => subscriber.close() })

@@ -25,7 +25,7 @@ export async function start(config: Config, log: Logger, say: (line: string) => 
   }
   const tracing = await createTracing(config, 'flows')
   closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
-  const nc = await connectNats(config, log, 'flowgate-flows')
+  const nc = await connectNats(config, log, 'flows')
   closers.push({ name: 'nats', close: () => nc.drain() })
   const tokens = createTokenService(config)
   const cache = createCacheClient(config, log)

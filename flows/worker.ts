@@ -20,6 +20,9 @@ import { flowMetadata, isFlowResult, type Flow } from './define.js'
 import { typeboxFieldErrors as fieldErrors } from '../lib/validation.js'
 import { headerValue } from '../lib/wire-headers.js'
 
+/** Runs a worker tracks for cancellation at once; beyond (never with the default bounds) a run just cannot be cancelled. */
+const MAX_CANCELLABLE = 100_000
+
 export interface FlowWorkerDeps {
   nats: NatsConnection
   log: Logger
@@ -82,7 +85,8 @@ export async function createFlowWorker(
     service.addEndpoint(flow.endpoint, { subject: flow.subject, handler: handle, metadata: flowMetadata(flow), queue: FLOW_QUEUE_GROUP })
   }
 
-  // A gateway whose caller went away asks for the run to be aborted (by request id).
+  // A gateway whose caller went away asks for the run to be aborted, by the call id it made for that
+  // call: never a value the HTTP client chose, so no client can cancel another's run.
   const cancelSub = nc.subscribe(subjects.cancel, {
     callback: (_err, msg) => inflight.get(msg.string())?.abort(errors.gatewayTimeout('Caller went away')),
   })
@@ -93,6 +97,7 @@ export async function createFlowWorker(
     const h = msg.headers
     const trace = parseTraceparent(headerValue(h, headers.traceparent), headerValue(h, headers.tracestate))
     const requestId = acceptRequestId(headerValue(h, headers.requestId))
+    const callId = headerValue(h, headers.callId)
     const span = tracing.startSpan(`flow ${flow.name}`, trace.traceId, trace.parentSpanId, { 'flowgate.flow': flow.name })
     const traceId = span.traceId
     const t0 = performance.now()
@@ -102,7 +107,7 @@ export async function createFlowWorker(
       if (run.done) return
       run.done = true
       clearTimeout(run.timer)
-      inflight.delete(requestId)
+      if (callId) inflight.delete(callId)
       respond(msg, data, err, traceId, status)
       span.end(err ? { code: err.code, message: err.message } : undefined)
       // A successful run is already logged by its steps; its own line is debug, built only when that level is on.
@@ -118,13 +123,12 @@ export async function createFlowWorker(
       }
     }
     try {
-      const deadline = Number(headerValue(h, headers.deadline)) || Date.now() + (flow.timeoutMs ?? config.requestTimeoutMs)
-      const left = deadline - Date.now()
+      const left = timeLeft(headerValue(h, headers.deadline), flow.timeoutMs ?? config.requestTimeoutMs)
       if (left <= 0) throw errors.gatewayTimeout()
       // At the deadline the caller gets its 504 at once, whatever the flow is doing; the flow's signal aborts.
       run.timer = setTimeout(() => run.abort(errors.gatewayTimeout()), left)
       run.onAbort = (reason) => finish(undefined, reason, reason.status)
-      inflight.set(requestId, run)
+      if (callId && inflight.size < MAX_CANCELLABLE) inflight.set(callId, run)
 
       // Who calls comes before what they send: an unauthenticated caller learns nothing of the schema.
       const user = authorize(flow.auth, identify(headerValue(h, headers.authorization), tokens))
@@ -185,6 +189,17 @@ export async function createFlowWorker(
       while ((gate.running > 0 || gate.queued > 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
     },
   }
+}
+
+/**
+ * Milliseconds a run may take: until the caller's deadline (epoch ms, from the header), but never
+ * longer than the flow's own maximum; a missing, malformed or far-future deadline gets the maximum
+ * (a timer past 2^31-1 ms would fire at once).
+ */
+export function timeLeft(deadlineHeader: string, maxMs: number, nowMs = Date.now()): number {
+  const deadline = Number(deadlineHeader)
+  if (deadlineHeader === '' || !Number.isFinite(deadline)) return maxMs
+  return Math.min(deadline - nowMs, maxMs)
 }
 
 /** One flow run's deadline and cancellation; the AbortController is made only if the flow asks for ctx.signal. */

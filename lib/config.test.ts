@@ -5,7 +5,7 @@ describe('loadConfig', () => {
   it('fills defaults and converts types from the environment', () => {
     const config = loadConfig({ PORT: '8080', TRUST_PROXY: '10.0.0.1, 192.168.0.0/16', EVENTS_ENABLED: 'false', RATE_LIMIT_REFILL_PER_SEC: '0.5' })
     expect(config.port).toBe(8080)
-    expect(config.natsUrl).toBe('nats://127.0.0.1:4222')
+    expect(config.natsUrl).toBeUndefined()
     expect(config.trustProxy).toEqual(['10.0.0.1', '192.168.0.0/16'])
     expect(config.eventsEnabled).toBe(false)
     expect(config.rateLimitRefillPerSec).toBe(0.5)

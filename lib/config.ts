@@ -24,7 +24,7 @@ export const ConfigSchema = Type.Object({
   }),
   host: Str('HOST', 'address the gateway listens on', '0.0.0.0'),
   port: Int('PORT', 'gateway HTTP port', 3000, 0, 65535),
-  natsUrl: Str('NATS_URL', 'NATS server(s), comma-separated', 'nats://127.0.0.1:4222'),
+  natsUrl: Opt('NATS_URL', 'NATS server(s), comma-separated (nats:// or tls://); unset: `flowgate start` runs its own locked-down nats-server, which the other commands then use (else nats://127.0.0.1:4222)'),
   natsConnectTimeoutMs: Int('NATS_CONNECT_TIMEOUT_MS', 'how long to wait for NATS at start', 2000, 100, 60000),
   dataDir: Str('DATA_DIR', 'project-local data (embedded PostgreSQL, a NATS started by `flowgate start`)', '.flowgate'),
   logLevel: Type.Union(
@@ -89,6 +89,16 @@ export const ConfigSchema = Type.Object({
   subscriberMaxDeliver: Int('SUBSCRIBER_MAX_DELIVER', 'deliveries of one event before the subscriber gives up on it', 10, 1, 1000),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
   otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
+  // The bus: how each process authenticates to NATS (as the NATS CLI takes it), and who may publish routes.
+  natsCreds: Opt('NATS_CREDS', 'a .creds file (user JWT and NKey seed) for decentralised NATS auth'),
+  natsNkeySeed: Opt('NATS_NKEY_SEED', 'an NKey user seed, or a file holding one'),
+  natsUser: Opt('NATS_USER', 'NATS user name (with NATS_PASSWORD)'),
+  natsPassword: Opt('NATS_PASSWORD', 'NATS password'),
+  natsToken: Opt('NATS_TOKEN', 'NATS authentication token'),
+  natsTlsCa: Opt('NATS_TLS_CA', 'CA certificate file the NATS server\'s certificate must chain to (turns TLS on)'),
+  natsTlsCert: Opt('NATS_TLS_CERT', 'client certificate file, for servers that verify clients'),
+  natsTlsKey: Opt('NATS_TLS_KEY', 'its private key file'),
+  flowServices: List('FLOW_SERVICES', 'micro-service names allowed to publish routes; empty = any service'),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>
@@ -140,6 +150,8 @@ export function parseConfig(partial: Record<string, unknown>): Config {
     if (config.jwtSecret === DEFAULT_SECRET) problems.push('JWT_SECRET: must be set in production (the default is public)')
     else if (config.jwtSecret.length < 32) problems.push('JWT_SECRET: must be at least 32 characters in production')
   }
+  if ((config.natsUser === undefined) !== (config.natsPassword === undefined)) problems.push('NATS_USER and NATS_PASSWORD: set both or neither')
+  if ((config.natsTlsCert === undefined) !== (config.natsTlsKey === undefined)) problems.push('NATS_TLS_CERT and NATS_TLS_KEY: set both or neither')
   if (problems.length > 0) throw new ConfigError([...new Set(problems)])
   return Object.freeze(config)
 }

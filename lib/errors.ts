@@ -82,6 +82,23 @@ export const errors = {
   gatewayTimeout: quiet('GATEWAY_TIMEOUT'),
 } as const
 
+/**
+ * Messages a 5xx answer may carry to a client besides the catalog's defaults: what Flowgate's own
+ * parts say, and nothing else. A flow's reply crosses an untrusted bus, and a failing service's
+ * message may hold internals (a database URL, a host); any other 5xx message is masked.
+ */
+const PUBLIC_5XX_MESSAGES = new Set([
+  'Worker overloaded',
+  'Caller went away',
+  'Database unavailable',
+  'Accounts are not configured on this worker',
+])
+
+/** Whether a 5xx message may reach a client as it is: the catalog's own for its code, or one of Flowgate's. */
+export function isPublicMessage(code: ErrorCode, message: string): boolean {
+  return ERROR_CATALOG[code].message === message || PUBLIC_5XX_MESSAGES.has(message)
+}
+
 /** The catalog's code for an HTTP status; a status the catalog lacks maps to the generic code of its class. */
 export function codeForStatus(status: number): ErrorCode {
   for (const code of Object.keys(ERROR_CATALOG) as ErrorCode[]) if (ERROR_CATALOG[code].status === status) return code

@@ -1,29 +1,100 @@
-import { connect, type NatsConnection, type Status } from 'nats'
+import { readFileSync } from 'node:fs'
+import { connect, credsAuthenticator, ErrorCode, nkeyAuthenticator, type ConnectionOptions, type NatsConnection, type Status } from 'nats'
+import { inboxPrefix, type BusRole } from './bus.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 
 export type { NatsConnection }
 
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222'
+
+export type NatsSettings = Pick<
+  Config,
+  'natsUrl' | 'natsConnectTimeoutMs' | 'natsCreds' | 'natsNkeySeed' | 'natsUser' | 'natsPassword' | 'natsToken' | 'natsTlsCa' | 'natsTlsCert' | 'natsTlsKey'
+>
+
+/** The connection could not be made for a reason waiting will not fix (credentials refused, unreadable, TLS). */
+export class NatsConnectError extends Error {
+  override readonly name = 'NatsConnectError'
+}
+
+const FATAL_AT_START = new Set<string>([ErrorCode.AuthorizationViolation, ErrorCode.AuthenticationExpired, ErrorCode.PermissionsViolation])
+
+/** The servers to connect to: NATS_URL, or the local default. */
+export function natsServers(config: Pick<Config, 'natsUrl'>): string[] {
+  return (config.natsUrl ?? DEFAULT_NATS_URL)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+}
+
+/** How to authenticate, from the settings the NATS CLI users know (creds file, NKey seed, user/password, token, TLS files). */
+export function natsAuthOptions(config: NatsSettings): Partial<ConnectionOptions> {
+  const options: Partial<ConnectionOptions> = {}
+  if (config.natsCreds !== undefined) options.authenticator = credsAuthenticator(readSecret('NATS_CREDS', config.natsCreds))
+  else if (config.natsNkeySeed !== undefined) options.authenticator = nkeyAuthenticator(nkeySeed(config.natsNkeySeed))
+  if (config.natsUser !== undefined) {
+    options.user = config.natsUser
+    options.pass = config.natsPassword
+  }
+  if (config.natsToken !== undefined) options.token = config.natsToken
+  if (config.natsTlsCa !== undefined || config.natsTlsCert !== undefined) {
+    options.tls = {
+      ...(config.natsTlsCa !== undefined ? { caFile: config.natsTlsCa } : {}),
+      ...(config.natsTlsCert !== undefined ? { certFile: config.natsTlsCert, keyFile: config.natsTlsKey } : {}),
+    }
+  }
+  return options
+}
+
+/** An NKey seed given inline (`SU...`) or as a file holding one, as `nats --nkey` takes it. */
+function nkeySeed(value: string): Uint8Array {
+  const text = NKEY_SEED.test(value.trim()) ? value.trim() : new TextDecoder().decode(readSecret('NATS_NKEY_SEED', value)).trim()
+  if (!NKEY_SEED.test(text)) throw new NatsConnectError('NATS_NKEY_SEED: not an NKey user seed (it starts with SU)')
+  return new TextEncoder().encode(text)
+}
+const NKEY_SEED = /^SU[A-Z2-7]{56}$/
+
+function readSecret(variable: string, path: string): Uint8Array {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    throw new NatsConnectError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+  }
+}
+
 /**
- * Connects to NATS, reconnecting forever afterwards; status changes are logged. When NATS is not
- * there yet, keeps trying (saying so once) instead of exiting: a process started before its bus waits for it.
+ * Connects to NATS as one role (its name, and the inbox prefix its permissions allow), reconnecting
+ * forever afterwards; status changes are logged. When NATS is not there yet, keeps trying (saying so
+ * once): a process started before its bus waits for it. Refused credentials end the start at once.
  */
-export async function connectNats(
-  config: Pick<Config, 'natsUrl' | 'natsConnectTimeoutMs'>,
-  log: Logger,
-  name: string,
-): Promise<NatsConnection> {
-  const waiting = setTimeout(() => log.warn({ nats: config.natsUrl }, 'waiting for NATS'), config.natsConnectTimeoutMs)
-  const nc = await connect({
-    servers: config.natsUrl.split(',').map((s) => s.trim()),
-    name,
-    timeout: config.natsConnectTimeoutMs,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    reconnectJitter: 100,
-    pingInterval: 10_000,
-    waitOnFirstConnect: true,
-  }).finally(() => clearTimeout(waiting))
+export async function connectNats(config: NatsSettings, log: Logger, role: BusRole): Promise<NatsConnection> {
+  const servers = natsServers(config)
+  const waiting = setTimeout(() => log.warn({ nats: servers.join(',') }, 'waiting for NATS'), config.natsConnectTimeoutMs)
+  let nc: NatsConnection
+  try {
+    nc = await connect({
+      servers,
+      name: `flowgate-${role}`,
+      inboxPrefix: inboxPrefix(role),
+      timeout: config.natsConnectTimeoutMs,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      pingInterval: 10_000,
+      waitOnFirstConnect: true,
+      ...natsAuthOptions(config),
+    })
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code !== undefined && FATAL_AT_START.has(code)) {
+      throw new NatsConnectError(`NATS at ${servers.join(',')} refused the credentials of ${role}: ${(err as Error).message}`)
+    }
+    if (code === ErrorCode.Tls || (err as Error).message?.includes('TLS')) throw new NatsConnectError(`NATS TLS: ${(err as Error).message}`)
+    throw err
+  } finally {
+    clearTimeout(waiting)
+  }
   connectionState(nc).listen({
     status(s) {
       if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') log.warn({ nats: s.type, server: String(s.data) }, `NATS ${s.type}`)
@@ -88,4 +159,9 @@ export function connectionState(nc: NatsConnection): ConnectionState {
 /** A message body as UTF-8 text, without copying; Buffer decodes short bodies faster than nats.js's TextDecoder (`msg.string()`). */
 export function bodyText(data: Uint8Array): string {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')
+}
+
+/** The inbox prefix of a connection (its role's, so its permissions let it read the replies). */
+export function inboxOf(nc: NatsConnection): string {
+  return (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix || '_INBOX'
 }

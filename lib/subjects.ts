@@ -12,9 +12,13 @@ export function isFlowName(name: string): boolean {
   return FLOW_NAME.test(name)
 }
 
+const FLOW_PREFIX = 'api.v1'
+
 export const subjects = {
   /** `api.v1.<domain>.<action>` */
-  flow: (name: string) => `api.v1.${name}`,
+  flow: (name: string) => `${FLOW_PREFIX}.${name}`,
+  /** What every flow subject starts with. */
+  flowPrefix: FLOW_PREFIX,
   /** Workers announce themselves here at start so gateways refresh their route table at once. */
   discoveryAnnounce: 'flowgate.discovery.announce',
   /** Gateways ask running flows to abort a request whose caller went away. */
@@ -49,6 +53,8 @@ export const headers = {
   tracestate: 'tracestate',
   requestId: 'Flowgate-Request-Id',
   deadline: 'Flowgate-Deadline',
+  /** Made by the gateway for one call (random); what a cancellation names. */
+  callId: 'Flowgate-Call-Id',
   authorization: 'Authorization',
   serviceError: 'Nats-Service-Error',
   serviceErrorCode: 'Nats-Service-Error-Code',

@@ -33,6 +33,8 @@ function randomHex(bytes: number): string {
 export const newTraceId = (): string => randomHex(16)
 export const newSpanId = (): string => randomHex(8)
 export const newRequestId = (): string => randomHex(12)
+/** A call's id on the bus: 128 random bits, so nobody can guess another call's. */
+export const newCallId = (): string => randomHex(16)
 
 /** Continues a valid incoming `traceparent`, or starts a new trace. */
 export function parseTraceparent(value: unknown, tracestate?: unknown): TraceContext {

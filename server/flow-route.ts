@@ -5,10 +5,10 @@ import type { NatsConnection } from 'nats'
 import { authorize, type TokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import { JSON_TYPE, parseEnvelope, reviveError } from '../lib/envelope.js'
-import { errors } from '../lib/errors.js'
+import { errors, FlowgateError, isErrorCode, isPublicMessage } from '../lib/errors.js'
 import { bodyText } from '../lib/nats.js'
 import { headers as wire, subjects } from '../lib/subjects.js'
-import { formatTraceparent } from '../lib/trace-context.js'
+import { formatTraceparent, newCallId } from '../lib/trace-context.js'
 import { ajvFieldErrors } from '../lib/validation.js'
 import { RequestHeaders } from '../lib/wire-headers.js'
 import { callerOf } from './caller.js'
@@ -20,6 +20,8 @@ export interface FlowRouteDeps {
   nats: NatsConnection
   requester: Requester
   tokens: TokenService
+  /** Whether another service also answers on the subject (server/discovery.ts). */
+  contested: (subject: string) => boolean
 }
 
 export type FlowHandler = (request: FastifyRequest, reply: FastifyReply, target: FlowTarget) => Promise<FastifyReply>
@@ -29,6 +31,7 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
   return async function callFlow(request, reply, target) {
     const { route, params } = target
     request.routeLabel = target.template
+    if (deps.contested(route.subject)) throw errors.serviceUnavailable('Flow unavailable: another service answers on its subject')
     if (route.auth !== 'public') authorize(route.auth, callerOf(request, tokens))
     const input = mergeInput(route, request.body, request.query as Record<string, unknown>, params)
     if (!route.validate(input)) throw errors.validation(ajvFieldErrors(route.validate.errors))
@@ -39,10 +42,12 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
       throw errors.payloadTooLarge(`Request is ${payload.length} bytes; the message bus accepts at most ${requester.maxPayload()}`)
     }
     const timeoutMs = route.timeoutMs ?? config.requestTimeoutMs
+    const callId = newCallId()
     const h = new RequestHeaders()
       .put(wire.traceparent, formatTraceparent(request.traceId, request.span?.spanId ?? '0000000000000001'))
       .put(wire.requestId, request.id)
       .put(wire.deadline, String(Date.now() + timeoutMs))
+      .put(wire.callId, callId)
     if (request.tracestate) h.put(wire.tracestate, request.tracestate)
     const authorization = request.headers.authorization
     if (authorization) h.put(wire.authorization, authorization)
@@ -50,7 +55,7 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
     const raw = reply.raw
     const onClose = () => {
       // The connection closed before the answer was written: the caller went away, so ask the worker to abort the run.
-      if (!raw.writableEnded) nc.publish(subjects.cancel, request.id)
+      if (!raw.writableEnded) nc.publish(subjects.cancel, callId)
     }
     raw.once('close', onClose)
     try {
@@ -58,9 +63,14 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
       // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
       const text = bodyText(msg.data)
       const envelope = parseEnvelope(text)
-      // A failing flow from another codebase may put internals in a 500 message: re-shape it here.
-      if (!envelope.success && envelope.status >= 500 && envelope.errorCode === 'INTERNAL_ERROR' && envelope.message !== 'Internal error') {
-        throw reviveError({ ...envelope, message: 'Internal error' })
+      // The worker answers in the trace it was given; anything else did not come from the call we made.
+      if (envelope.traceId !== request.traceId) throw errors.badGateway('Flow replied for another trace')
+      // A failing service may put internals in a 5xx message (a database URL, a host): only the
+      // catalog's own codes and messages reach the client; the real one is logged.
+      if (!envelope.success && envelope.status >= 500 && !(isErrorCode(envelope.errorCode) && isPublicMessage(envelope.errorCode, envelope.message))) {
+        const masked = reviveError(envelope)
+        request.log.warn({ flow: route.flow, errorCode: envelope.errorCode, message: envelope.message.slice(0, 300) }, 'flow 5xx message masked')
+        throw new FlowgateError(masked.code, undefined, { stack: false })
       }
       return reply.code(envelope.status).type(JSON_TYPE).send(text)
     } finally {

@@ -55,7 +55,7 @@ const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: und
 export async function buildGateway(config: Config, deps: GatewayDeps): Promise<Gateway> {
   const { nats: nc, log, tokens, tracing } = deps
   const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log })
-  const discovery = createDiscovery(nc, config, log)
+  const discovery = createDiscovery(nc, config, log, deps.registry)
   const resolver = createResolver(() => discovery.table())
   let closing = false
 
@@ -85,12 +85,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   registerOpsRoutes(app, {
     registry: deps.registry,
     readiness: () => ({ nats: requester.connected(), flows: discovery.ready(), accepting: !closing }),
+    details: () => (discovery.conflicts().length > 0 ? { conflicts: discovery.conflicts().slice(0, 20) } : {}),
     routes: () => discovery.table(),
     documentHeaders: security.document,
   })
   registerTraceRoutes(app, nc, tokens, log)
 
-  const callFlow = createFlowHandler(config, { nats: nc, requester, tokens })
+  const callFlow = createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested })
   app.route({
     method: [...METHODS],
     url: CATCH_ALL,

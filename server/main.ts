@@ -29,7 +29,7 @@ export async function start(config: Config, log: Logger): Promise<Running> {
 async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger): Promise<Running> {
   const tracing = await createTracing(config, 'gateway')
   closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
-  const nc = await connectNats(config, log, 'flowgate-gateway')
+  const nc = await connectNats(config, log, 'gateway')
   closers.push({ name: 'nats', close: () => nc.drain() })
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'flowgate_gateway_' })

@@ -8,6 +8,8 @@ export interface OpsDeps {
   registry: Registry
   /** Each readiness check by name; ready when all are true. */
   readiness: () => Record<string, boolean>
+  /** What an operator should see beside the checks (e.g. refused route claims); omitted when empty. */
+  details?: () => Record<string, unknown>
   routes: () => RouteTable
   /** Headers of an HTML page, in place of the API's (helmet's defaults). */
   documentHeaders: Readonly<Record<string, string>>
@@ -18,7 +20,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
   app.get('/ready', async (_request, reply) => {
     const checks = deps.readiness()
     const ready = Object.values(checks).every(Boolean)
-    return reply.code(ready ? 200 : 503).send({ ready, checks })
+    return reply.code(ready ? 200 : 503).send({ ready, checks, ...deps.details?.() })
   })
   app.get('/metrics', async (_request, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()))
   app.get('/docs/json', async () => openApiDocument(deps.routes().routes))

@@ -6,7 +6,7 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats'
 import { errors, type FlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
-import { connectionState } from '../lib/nats.js'
+import { connectionState, inboxOf } from '../lib/nats.js'
 import { publishBatcher } from '../lib/publish-batch.js'
 
 interface Waiter {
@@ -27,7 +27,7 @@ export interface Requester {
 }
 
 export function createRequester(nc: NatsConnection, opts: { maxPending: number; log: Logger }): Requester {
-  const prefix = createInbox()
+  const prefix = createInbox(inboxOf(nc))
   const prefixLength = prefix.length + 1
   const waiters = new Map<string, Waiter>()
   const batcher = publishBatcher(nc)

@@ -7,7 +7,7 @@ import { createInbox, type Msg, type NatsConnection } from 'nats'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
-import { connectionState } from '../../lib/nats.js'
+import { connectionState, inboxOf } from '../../lib/nats.js'
 import { publishBatcher } from '../../lib/publish-batch.js'
 import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../lib/streams.js'
 import { headers as wire, subjects } from '../../lib/subjects.js'
@@ -76,7 +76,7 @@ export function createEventPublisher(
 ): EventPublisher {
   const { log } = deps
   const source = `gw-${randomBytes(4).toString('hex')}`
-  const ackPrefix = `${createInbox()}.`
+  const ackPrefix = `${createInbox(inboxOf(nc))}.`
   const acks = new CumulativeAcks<Pending>(ACK_EVERY)
   // The request batcher's: events go out in the same write as the requests of the same turn.
   const batcher = publishBatcher(nc)

@@ -39,7 +39,7 @@ describe('flowgate CLI', () => {
     const p = runCli(['config'], {})
     expect(await p.exit).toBe(0)
     expect(p.output()).toMatch(/^PORT\s+3000\s+gateway HTTP port/m)
-    expect(p.output()).toMatch(/^NATS_URL\s+nats:\/\/127\.0\.0\.1:4222/m)
+    expect(p.output()).toMatch(/^NATS_URL\s+NATS server\(s\)/m)
   })
 
   it('exits 1 listing every invalid variable', async () => {
@@ -56,10 +56,12 @@ describe('flowgate CLI', () => {
     expect(p.output()).toMatch(/unknown command "launch"/)
   })
 
-  it('start says how to get NATS when it cannot reach or start one', async () => {
-    const p = runCli(['start'], { NATS_URL: 'nats://nats.invalid:4222', DATA_DIR: tempDir('cli') })
-    expect(await p.exit).toBe(1)
-    expect(p.output()).toContain('docker compose -f docker-compose.dev.yaml up -d')
+  it('start with a NATS_URL it cannot reach says so and how to get NATS, waits, and stops on SIGTERM', async () => {
+    const p = runCli(['start'], { NATS_URL: 'nats://127.0.0.1:1', DATA_DIR: tempDir('cli'), PORT: String(await freePort()), CACHE_PROXY_PORT: String(await freePort()) })
+    await waitFor(() => p.output().includes('docker compose -f docker-compose.dev.yaml up -d'))
+    expect(p.output()).toContain('NATS is not reachable at nats://127.0.0.1:1')
+    p.child.kill('SIGTERM')
+    expect(await p.exit).not.toBeNull()
   })
 
   it('gateway: serves, and on SIGTERM finishes the request in flight, then exits 0', { timeout: 30_000 }, async () => {
