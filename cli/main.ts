@@ -36,6 +36,7 @@ const HELP = `flowgate <command>
   cache-proxy   the RESP caching proxy in front of Redis
   events tail [--all] [kind]     print gateway events as they arrive
   blocks list | add <address> [ttlSec] | lift <address>
+  nats setup <dir> | nsc         a locked-down nats-server config and role keys for a deployment
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
@@ -51,6 +52,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'config') {
     for (const c of describeConfig()) console.log(`${c.env.padEnd(28)} ${c.default.padEnd(24)} ${c.description}`)
     return 0
+  }
+  if (command === 'nats') {
+    const { runNatsCommand } = await import('./nats.js')
+    return runNatsCommand(rest, say)
   }
   const config = loadConfig()
   const log = createLogger(config, { pid: process.pid })

@@ -54,15 +54,15 @@ export function renderServerConfig(keys: RoleKeys, options: ServerOptions): stri
   ].join('\n')
 }
 
-/** nsc commands giving each role the same permissions as a user JWT in an operator/account setup. */
+/** nsc commands giving each role the same permissions as a user JWT in an operator/account setup (single-quoted for a POSIX shell: the subjects hold `$`). */
 export function renderNscCommands(account = 'FLOWGATE'): string {
   return BUS_ROLES.map((role) => {
     const p = permissionsOf(role)
     const flags = [
       `--account ${account}`,
       `--name ${role}`,
-      `--allow-pub ${quote(p.publish.join(','))}`,
-      `--allow-sub ${quote(p.subscribe.join(','))}`,
+      `--allow-pub '${p.publish.join(',')}'`,
+      `--allow-sub '${p.subscribe.join(',')}'`,
       ...(p.allowResponses ? ['--allow-pub-response'] : []),
     ]
     return `nsc add user ${flags.join(' ')}`

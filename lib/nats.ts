@@ -19,6 +19,8 @@ export class NatsConnectError extends Error {
 }
 
 const FATAL_AT_START = new Set<string>([ErrorCode.AuthorizationViolation, ErrorCode.AuthenticationExpired, ErrorCode.PermissionsViolation])
+/** What a server that is not up yet (or not reachable yet) answers: worth waiting for. */
+const NOT_UP_YET = new Set<string>([ErrorCode.ConnectionRefused, ErrorCode.ConnectionTimeout, ErrorCode.Timeout, 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
 
 /** The servers to connect to: NATS_URL, or the local default. */
 export function natsServers(config: Pick<Config, 'natsUrl'>): string[] {
@@ -70,30 +72,35 @@ function readSecret(variable: string, path: string): Uint8Array {
  */
 export async function connectNats(config: NatsSettings, log: Logger, role: BusRole): Promise<NatsConnection> {
   const servers = natsServers(config)
-  const waiting = setTimeout(() => log.warn({ nats: servers.join(',') }, 'waiting for NATS'), config.natsConnectTimeoutMs)
-  let nc: NatsConnection
-  try {
-    nc = await connect({
-      servers,
-      name: `flowgate-${role}`,
-      inboxPrefix: inboxPrefix(role),
-      timeout: config.natsConnectTimeoutMs,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      reconnectJitter: 100,
-      pingInterval: 10_000,
-      waitOnFirstConnect: true,
-      ...natsAuthOptions(config),
-    })
-  } catch (err) {
-    const code = (err as { code?: string }).code
-    if (code !== undefined && FATAL_AT_START.has(code)) {
-      throw new NatsConnectError(`NATS at ${servers.join(',')} refused the credentials of ${role}: ${(err as Error).message}`)
+  const options: ConnectionOptions = {
+    servers,
+    name: `flowgate-${role}`,
+    inboxPrefix: inboxPrefix(role),
+    timeout: config.natsConnectTimeoutMs,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    pingInterval: 10_000,
+    ...natsAuthOptions(config),
+  }
+  // The first connection is retried here rather than with nats.js's waitOnFirstConnect, which retries
+  // everything: a server that is not up yet is waited for, but refused credentials or a certificate
+  // that does not verify will not fix themselves, and end the start.
+  let nc: NatsConnection | undefined
+  let waiting = false
+  while (nc === undefined) {
+    try {
+      nc = await connect(options)
+    } catch (err) {
+      const e = err as { code?: string; message?: string }
+      if (!NOT_UP_YET.has(e.code ?? '')) {
+        const what = e.code !== undefined && FATAL_AT_START.has(e.code) ? `refused the credentials of ${role}` : 'could not be connected to'
+        throw new NatsConnectError(`NATS at ${servers.join(',')} ${what}: ${e.message ?? String(err)}`)
+      }
+      if (!waiting) log.warn({ nats: servers.join(','), reason: e.code }, 'waiting for NATS')
+      waiting = true
+      await new Promise((r) => setTimeout(r, 250))
     }
-    if (code === ErrorCode.Tls || (err as Error).message?.includes('TLS')) throw new NatsConnectError(`NATS TLS: ${(err as Error).message}`)
-    throw err
-  } finally {
-    clearTimeout(waiting)
   }
   connectionState(nc).listen({
     status(s) {
