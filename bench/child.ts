@@ -9,6 +9,7 @@ import { createTokenService } from '../lib/auth.js'
 import { parseConfig } from '../lib/config.js'
 import { JSON_TYPE, successEnvelope } from '../lib/envelope.js'
 import { createLogger, logDestination } from '../lib/logger.js'
+import { connectNats } from '../lib/nats.js'
 import { disabledTracing } from '../lib/telemetry.js'
 import { defineFlow, type Flow } from '../flows/define.js'
 import { createFlowWorker } from '../flows/worker.js'
@@ -72,7 +73,8 @@ async function main() {
     })
     await app.listen({ port, host: '127.0.0.1' })
   } else if (role === 'gateway') {
-    const nc = await connect({ servers: natsUrl })
+    // As server/main.ts connects: its role's inbox, and its key when the bench runs the locked-down bus.
+    const nc = await connectNats(config, log, 'gateway')
     const registry = new Registry()
     // Edge parts as server/main.ts makes them; each feature on or off through the overrides.
     const edge = createEdgeParts(config, nc, log, registry)
@@ -84,7 +86,7 @@ async function main() {
       await new Promise((r) => setTimeout(r, 50))
     }
   } else if (role === 'worker' || role === 'naive-worker') {
-    const nc = await connect({ servers: natsUrl })
+    const nc = await connectNats(config, log, 'flows')
     const flows = [role === 'worker' ? benchFlow : naiveFlow]
     await createFlowWorker(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, flowDeps: { nats: nc, probes: {} } }, flows)
   } else {

@@ -4,12 +4,14 @@
 // gateway (Fastify + nats.js request() per call, its own worker) runs beside them: its ratio to bare
 // Fastify shows how much of the distance any gateway over NATS pays on the machine at hand.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import type { BusRole } from '../lib/bus.js'
+import { ensureRoleKeys, renderServerConfig, seedFile } from '../cli/nats-config.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const child = fileURLToPath(new URL('./child.js', import.meta.url))
@@ -17,11 +19,12 @@ const children: ChildProcess[] = []
 const roles = new Map<string, ChildProcess>()
 
 let natsPid: number | undefined
+let lockedNatsPid: number | undefined
 
-/** CPU time of nats-server in µs, from /proc (Linux; 0 elsewhere). utime and stime are in 1/100 s. */
-function natsCpu(): number {
+/** CPU time of a nats-server in µs, from /proc (Linux; 0 elsewhere). utime and stime are in 1/100 s. */
+function natsCpu(pid: number | undefined): number {
   try {
-    const fields = readFileSync(`/proc/${natsPid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
     return (Number(fields[11]) + Number(fields[12])) * 10_000
   } catch {
     return 0
@@ -29,7 +32,8 @@ function natsCpu(): number {
 }
 
 function cpuOf(role: string): Promise<number> {
-  if (role === 'nats-server') return Promise.resolve(natsCpu())
+  if (role === 'nats-server') return Promise.resolve(natsCpu(natsPid))
+  if (role === LOCKED_NATS) return Promise.resolve(natsCpu(lockedNatsPid))
   const c = roles.get(role)
   if (!c) return Promise.resolve(0)
   return new Promise((resolve) => {
@@ -64,18 +68,29 @@ function startRole(role: string, natsUrl: string, port: number, overrides: Recor
   })
 }
 
-async function startNats(): Promise<{ url: string; proc: ChildProcess; dir: string }> {
+/**
+ * A nats-server: open, or `locked` with the configuration `flowgate start` runs (one NKey user per
+ * role, each with only its permissions), to measure what authentication and permission checks cost.
+ */
+async function startNats(locked = false): Promise<{ url: string; proc: ChildProcess; dir: string; seed: (role: BusRole) => string }> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-bench-'))
-  const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' })
+  let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir]
+  if (locked) {
+    const conf = join(dir, 'nats.conf')
+    writeFileSync(conf, renderServerConfig(ensureRoleKeys(join(dir, 'keys')), { listen: `127.0.0.1:${port}`, storeDir: join(dir, 'js') }))
+    args = ['-c', conf]
+  }
+  const proc = spawn('nats-server', args, { stdio: 'ignore' })
   children.push(proc)
-  natsPid = proc.pid
+  if (locked) lockedNatsPid = proc.pid
+  else natsPid = proc.pid
   const { connect } = await import('node:net')
   for (let i = 0; i < 100; i++) {
     const ok = await new Promise<boolean>((r) => {
       const s = connect(port, '127.0.0.1').once('connect', () => (s.destroy(), r(true))).once('error', () => r(false))
     })
-    if (ok) return { url: `nats://127.0.0.1:${port}`, proc, dir }
+    if (ok) return { url: `nats://127.0.0.1:${port}`, proc, dir, seed: (role) => seedFile(join(dir, 'keys'), role) }
     await new Promise((r) => setTimeout(r, 50))
   }
   throw new Error('nats-server did not start (is it installed?)')
@@ -155,7 +170,12 @@ const EDGE_SCENARIOS: Record<string, Record<string, unknown>> = {
 const EDGE_ROUNDS = Number(process.env.BENCH_EDGE_ROUNDS ?? 5)
 // Rounds of 3 s swung by up to ±30% on a 2-core VM; rounds of 5 s narrow that, though one round can still be 15% off.
 const EDGE_ROUND_SEC = Number(process.env.BENCH_EDGE_ROUND_SEC ?? 5)
-const EDGE_TARGETS: Record<string, number> = { 'gateway + rate limiter (memory)': 0.05, 'gateway + events (JetStream)': 0.1 }
+// The edge-off gateway and its worker again, on a second nats-server run locked down as
+// `flowgate start` runs it: each process authenticated with its role's NKey, every publish and
+// subscription checked against the role's permissions.
+const BUS_SCENARIO = 'gateway, bus authenticated + permissions'
+const LOCKED_NATS = 'nats-server (locked)'
+const EDGE_TARGETS: Record<string, number> = { 'gateway + rate limiter (memory)': 0.05, 'gateway + events (JetStream)': 0.1, [BUS_SCENARIO]: 0.03 }
 
 interface EdgeCost {
   name: string
@@ -171,7 +191,8 @@ interface EdgeCost {
 function edgeCost(name: string, rounds: Array<[Result, Result]>): EdgeCost {
   const perRound = rounds.map(([off, on]) => 1 - on.rps / off.rps)
   const growth = (onRole: string, offRole: string) => median(rounds.map(([off, on]) => (on.cpuUs[onRole] ?? 0) / Math.max(1e-9, off.cpuUs[offRole] ?? 0) - 1))
-  return { name, throughput: median(perRound), cpu: growth(name, 'gateway'), serverCpu: growth('nats-server', 'nats-server'), perRound }
+  const server = name === BUS_SCENARIO ? LOCKED_NATS : 'nats-server'
+  return { name, throughput: median(perRound), cpu: growth(name, 'gateway'), serverCpu: growth(server, 'nats-server'), perRound }
 }
 
 function printEdgeCosts(costs: EdgeCost[]) {
@@ -187,6 +208,7 @@ function printEdgeCosts(costs: EdgeCost[]) {
 
 async function main() {
   const nats = await startNats()
+  let locked: Awaited<ReturnType<typeof startNats>> | undefined
   try {
     const barePort = await freePort()
     await startRole('bare', nats.url, barePort)
@@ -204,6 +226,12 @@ async function main() {
     for (const [name, overrides] of Object.entries(EDGE_ROUNDS > 0 ? EDGE_SCENARIOS : {})) {
       edgePorts[name] = await freePort()
       await startRole('gateway', nats.url, edgePorts[name], overrides, name)
+    }
+    if (EDGE_ROUNDS > 0) {
+      locked = await startNats(true)
+      await startRole('worker', locked.url, 0, { natsNkeySeed: locked.seed('flows') }, 'locked worker')
+      edgePorts[BUS_SCENARIO] = await freePort()
+      await startRole('gateway', locked.url, edgePorts[BUS_SCENARIO], { ...EDGE_OFF, natsNkeySeed: locked.seed('gateway') }, BUS_SCENARIO)
     }
     console.log(`${CONNECTIONS} connections, ${ROUNDS} rounds of ${ROUND_SEC} s per scenario, ${process.platform} ${process.arch}, node ${process.version}`)
     const results: Result[] = []
@@ -254,7 +282,7 @@ async function main() {
       const pairs: Array<[Result, Result]> = []
       for (let i = 0; i < EDGE_ROUNDS; i++) {
         const offRun = await load('edge off', gwUrl, ['gateway', 'nats-server'], { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
-        const onRun = await load(name, onUrl, [name, 'nats-server'], { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
+        const onRun = await load(name, onUrl, [name, name === BUS_SCENARIO ? LOCKED_NATS : 'nats-server'], { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
         pairs.push([offRun, onRun])
       }
       costs.push(edgeCost(name, pairs))
@@ -272,6 +300,7 @@ async function main() {
     for (const c of children) c.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 500))
     rmSync(nats.dir, { recursive: true, force: true })
+    if (locked) rmSync(locked.dir, { recursive: true, force: true })
   }
 }
 
