@@ -81,7 +81,7 @@ describe('decentralised auth (.creds)', () => {
 })
 
 describe('credentials at start', () => {
-  it('a wrong NKey, an unreadable seed file, or none at all: one clear line each, exit 1', async () => {
+  it('a wrong NKey, an unreadable seed file, or none at all: one clear line each, exit 1', { timeout: 45_000 }, async () => {
     const nats = await locked()
     const dir = tempDir('seeds')
     mkdirSync(dir, { recursive: true })
@@ -93,10 +93,10 @@ describe('credentials at start', () => {
       [{ NATS_NKEY_SEED: join(dir, 'missing.nk') }, /NATS_NKEY_SEED: cannot read .*missing\.nk \(ENOENT\)/],
       [{}, /refused the credentials of flows/],
     ]
-    for (const [extra, message] of cases) {
-      const p = runCli(['flows'], { ...env, ...extra, DATA_DIR: tempDir('flows') })
+    const runs = cases.map(([extra]) => runCli(['flows'], { ...env, ...extra, DATA_DIR: tempDir('flows') }))
+    for (const [i, p] of runs.entries()) {
       expect(await p.exit).toBe(1)
-      expect(p.output()).toMatch(message)
+      expect(p.output()).toMatch(cases[i]![1])
       expect(p.output()).not.toMatch(/at .*\.js:\d+/)
     }
   })
