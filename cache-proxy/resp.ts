@@ -22,47 +22,57 @@ export class ProtocolError extends Error {
 export interface RequestLimits {
   /** Largest bulk argument (Redis: proto-max-bulk-len). */
   maxBulkBytes: number
-  /** Most arguments in one command (Redis: 1024*1024). */
+  /** Most arguments in one command (Redis 7: INT_MAX). */
   maxArgs: number
   /** Longest inline command or header line without a newline (Redis: 64 KiB). */
   maxInlineBytes: number
 }
 
-export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxBulkBytes: 512 * 1024 * 1024, maxArgs: 1024 * 1024, maxInlineBytes: 64 * 1024 }
-
-/** Reads an unsigned decimal terminated by CRLF at buf[p..end). Returns [value, next] or null if incomplete. */
-function readLineInt(buf: Buffer, p: number, end: number, what: string, max: number): number {
-  // Returns the value; sets lineEnd. -2 = incomplete.
-  let v = 0
-  let neg = false
-  let digits = 0
-  const start = p
-  if (p < end && buf[p] === 45) {
-    neg = true
-    p++
-  }
-  for (; p < end; p++) {
-    const c = buf[p]!
-    if (c === CR) {
-      if (p + 1 >= end) return -2
-      if (buf[p + 1] !== LF || digits === 0) throw new ProtocolError(`Protocol error: invalid ${what} length`)
-      lineEnd = p + 2
-      return neg ? -v : v
-    }
-    if (c < 48 || c > 57 || (digits === 1 && v === 0)) throw new ProtocolError(`Protocol error: invalid ${what} length`)
-    v = v * 10 + (c - 48)
-    digits++
-    if (v > max && !(neg && v === 1)) throw new ProtocolError(`Protocol error: invalid ${what} length`)
-  }
-  if (p - start > 64 * 1024) throw new ProtocolError(`Protocol error: too big ${what} count string`)
-  return -2
-}
-let lineEnd = 0
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxBulkBytes: 512 * 1024 * 1024, maxArgs: 0x7fffffff, maxInlineBytes: 64 * 1024 }
 
 /**
- * Incremental request parser. `parse(buf, pos, end)` reads one command starting at `pos` and returns
- * the offset after it, or -1 when more bytes are needed (`need` then says how many bytes from `pos`
- * the frame needs at least). The arguments of the last command stay readable until the next call.
+ * The end of a header line as Redis finds it: `strchr(p, '\r')`, which also stops at a NUL byte,
+ * so a line with a NUL before its CR is never complete (and ends as "too big ... count string").
+ * Returns the offset of the CR, or -1 when the line is not complete yet.
+ */
+function findCR(buf: Buffer, p: number, end: number): number {
+  for (; p < end; p++) {
+    const c = buf[p]!
+    if (c === CR) return p + 1 < end ? p : -1
+    if (c === 0) return -1
+  }
+  return -1
+}
+
+/** Redis's string2ll over buf[s..e): an optional '-', then digits without a leading zero; NaN otherwise. */
+function string2ll(buf: Buffer, s: number, e: number): number {
+  if (s >= e) return NaN
+  let neg = false
+  if (buf[s] === 45) {
+    neg = true
+    if (++s >= e) return NaN
+  }
+  if (buf[s] === 48) return e - s === 1 && !neg ? 0 : NaN
+  let v = 0
+  for (let p = s; p < e; p++) {
+    const c = buf[p]!
+    if (c < 48 || c > 57) return NaN
+    v = v * 10 + (c - 48)
+    // Past 2^53 the value is only compared against limits far below it.
+    if (v > Number.MAX_SAFE_INTEGER) return neg ? -Infinity : Infinity
+  }
+  return neg ? -v : v
+}
+
+/**
+ * Incremental request parser, following Redis's own (networking.c, processMultibulkBuffer and
+ * processInlineBuffer) so that the bytes it accepts are exactly the bytes Redis accepts: a
+ * forwarded frame never desynchronises a shared connection. `parse(buf, pos, end)` reads one
+ * command starting at `pos` and returns the offset after it, or -1 when more bytes are needed
+ * (`need` then says how many bytes from `pos` the frame needs at least). After -1, the next call
+ * must start at the same frame (moved or not): the parser resumes where it stopped instead of
+ * reading the frame again, so a large request of small arguments costs linear time. The
+ * arguments of the last command stay readable until the next call.
  */
 export class RequestParser {
   argc = 0
@@ -70,57 +80,107 @@ export class RequestParser {
   inline = false
   need = 0
   buf: Buffer = Buffer.alloc(0)
+  private frame = 0
+  /** Argument offsets relative to the frame start, so that a moved frame resumes correctly. */
   private starts = new Int32Array(16)
   private ends = new Int32Array(16)
   private inlineArgs: Buffer[] = []
+  /** A multibulk frame parsed in part: its argument count, the arguments read, and where to go on. */
+  private pending: { count: number; done: number; offset: number } | null = null
 
   constructor(private readonly limits: RequestLimits = DEFAULT_REQUEST_LIMITS) {}
+
+  /** Forgets a frame parsed in part (its bytes were dropped). */
+  reset(): void {
+    this.pending = null
+    this.need = 0
+  }
 
   parse(buf: Buffer, pos: number, end: number): number {
     this.buf = buf
     this.need = 0
     if (pos >= end) return -1
-    if (buf[pos] !== 42) return this.parseInline(buf, pos, end)
+    if (buf[pos] !== 42) {
+      this.pending = null
+      return this.parseInline(buf, pos, end)
+    }
     this.inline = false
-    const count = readLineInt(buf, pos + 1, end, 'multibulk', this.limits.maxArgs)
-    if (count === -2) return -1
-    let p = lineEnd
-    if (count <= 0) {
-      this.argc = 0
-      return p
-    }
-    if (count > this.starts.length) {
-      const size = Math.min(Math.max(count, this.starts.length * 2), this.limits.maxArgs)
-      this.starts = new Int32Array(size)
-      this.ends = new Int32Array(size)
-    }
-    for (let i = 0; i < count; i++) {
-      if (p >= end) return -1
-      if (buf[p] !== 36) throw new ProtocolError(`Protocol error: expected '$', got '${String.fromCharCode(buf[p]!)}'`)
-      const len = readLineInt(buf, p + 1, end, 'bulk', this.limits.maxBulkBytes)
-      if (len === -2) return -1
-      if (len < 0) throw new ProtocolError('Protocol error: invalid bulk length')
-      p = lineEnd
-      if (p + len + 2 > end) {
-        this.need = p + len + 2 - pos
+    let count: number
+    let i: number
+    let p: number
+    if (this.pending !== null) {
+      ;({ count, done: i, offset: p } = this.pending)
+      p += pos
+      this.pending = null
+    } else {
+      const cr = findCR(buf, pos + 1, end)
+      if (cr < 0) {
+        if (end - pos > this.limits.maxInlineBytes) throw new ProtocolError('Protocol error: too big mbulk count string')
         return -1
       }
-      if (buf[p + len] !== CR || buf[p + len + 1] !== LF) throw new ProtocolError('Protocol error: bulk not terminated by CRLF')
-      this.starts[i] = p
-      this.ends[i] = p + len
-      p += len + 2
+      count = string2ll(buf, pos + 1, cr)
+      if (Number.isNaN(count) || count > this.limits.maxArgs) throw new ProtocolError('Protocol error: invalid multibulk length')
+      p = cr + 2
+      if (count <= 0) {
+        this.argc = 0
+        return p
+      }
+      i = 0
     }
+    for (; i < count; i++) {
+      const cr = findCR(buf, p, end)
+      if (cr < 0) {
+        if (end - p > this.limits.maxInlineBytes) throw new ProtocolError('Protocol error: too big bulk count string')
+        return this.suspend(count, i, p, pos)
+      }
+      if (buf[p] !== 36) throw new ProtocolError(`Protocol error: expected '$', got '${String.fromCharCode(buf[p]!)}'`)
+      const len = string2ll(buf, p + 1, cr)
+      if (Number.isNaN(len) || len < 0 || len > this.limits.maxBulkBytes) throw new ProtocolError('Protocol error: invalid bulk length')
+      const data = cr + 2
+      // Like Redis, the two bytes after the data are skipped, not checked.
+      if (data + len + 2 > end) {
+        this.need = data + len + 2 - pos
+        return this.suspend(count, i, p, pos)
+      }
+      if (i >= this.starts.length) this.grow(Math.min(count, this.starts.length * 2))
+      this.starts[i] = data - pos
+      this.ends[i] = data + len - pos
+      p = data + len + 2
+    }
+    this.frame = pos
     this.argc = count
     return p
   }
 
+  private suspend(count: number, done: number, p: number, pos: number): number {
+    this.pending = { count, done, offset: p - pos }
+    return -1
+  }
+
+  private grow(size: number): void {
+    const starts = new Int32Array(size)
+    const ends = new Int32Array(size)
+    starts.set(this.starts)
+    ends.set(this.ends)
+    this.starts = starts
+    this.ends = ends
+  }
+
   private parseInline(buf: Buffer, pos: number, end: number): number {
-    const nl = buf.indexOf(LF, pos)
-    if (nl === -1 || nl >= end) {
+    // strchr(p, '\n'): a NUL byte ends the search too.
+    let nl = -1
+    for (let p = pos; p < end; p++) {
+      const c = buf[p]!
+      if (c === LF) {
+        nl = p
+        break
+      }
+      if (c === 0) break
+    }
+    if (nl === -1) {
       if (end - pos > this.limits.maxInlineBytes) throw new ProtocolError('Protocol error: too big inline request')
       return -1
     }
-    if (nl - pos > this.limits.maxInlineBytes) throw new ProtocolError('Protocol error: too big inline request')
     const lineEndAt = nl > pos && buf[nl - 1] === CR ? nl - 1 : nl
     this.inline = true
     this.inlineArgs = splitArgs(buf, pos, lineEndAt)
@@ -130,12 +190,12 @@ export class RequestParser {
 
   /** Argument i as a Buffer view (no copy for multibulk). */
   argBuf(i: number): Buffer {
-    return this.inline ? this.inlineArgs[i]! : this.buf.subarray(this.starts[i]!, this.ends[i]!)
+    return this.inline ? this.inlineArgs[i]! : this.buf.subarray(this.frame + this.starts[i]!, this.frame + this.ends[i]!)
   }
 
   /** Argument i as a latin1 string (binary-safe: one char per byte). */
   arg(i: number): string {
-    return this.inline ? latin1(this.inlineArgs[i]!, 0, this.inlineArgs[i]!.length) : latin1(this.buf, this.starts[i]!, this.ends[i]!)
+    return this.inline ? latin1(this.inlineArgs[i]!, 0, this.inlineArgs[i]!.length) : latin1(this.buf, this.frame + this.starts[i]!, this.frame + this.ends[i]!)
   }
 
   argLen(i: number): number {
@@ -146,9 +206,14 @@ export class RequestParser {
   argIs(i: number, upper: string): boolean {
     if (this.argLen(i) !== upper.length) return false
     const b = this.inline ? this.inlineArgs[i]! : this.buf
-    const s = this.inline ? 0 : this.starts[i]!
+    const s = this.inline ? 0 : this.frame + this.starts[i]!
     for (let k = 0; k < upper.length; k++) if ((b[s + k]! & 0xdf) !== upper.charCodeAt(k)) return false
     return true
+  }
+
+  /** Argument i upper-cased (ASCII), for subcommand names. */
+  argUpper(i: number): string {
+    return this.arg(i).toUpperCase()
   }
 
   /** Argument i as an integer, or NaN. */
@@ -221,6 +286,34 @@ export function splitArgs(buf: Buffer, pos: number, end: number): Buffer[] {
     out.push(Buffer.from(cur))
   }
 }
+
+/** Reads a decimal terminated by CRLF at buf[p..end) in a reply header; -2 when incomplete. Sets lineEnd. */
+function readLineInt(buf: Buffer, p: number, end: number, what: string, max: number): number {
+  let v = 0
+  let neg = false
+  let digits = 0
+  const start = p
+  if (p < end && buf[p] === 45) {
+    neg = true
+    p++
+  }
+  for (; p < end; p++) {
+    const c = buf[p]!
+    if (c === CR) {
+      if (p + 1 >= end) return -2
+      if (buf[p + 1] !== LF || digits === 0) throw new ProtocolError(`Protocol error: invalid ${what} length`)
+      lineEnd = p + 2
+      return neg ? -v : v
+    }
+    if (c < 48 || c > 57 || (digits === 1 && v === 0)) throw new ProtocolError(`Protocol error: invalid ${what} length`)
+    v = v * 10 + (c - 48)
+    digits++
+    if (v > max && !(neg && v === 1)) throw new ProtocolError(`Protocol error: invalid ${what} length`)
+  }
+  if (p - start > 64 * 1024) throw new ProtocolError(`Protocol error: too big ${what} count string`)
+  return -2
+}
+let lineEnd = 0
 
 /**
  * Finds the end of one RESP2/RESP3 reply at buf[pos..end) without decoding it. Returns the offset
@@ -394,50 +487,62 @@ export const reply = {
 }
 
 /**
- * Received bytes not yet parsed. A frame cut across reads is joined once; a large bulk waits as a
- * list of chunks until it is complete, instead of being copied again on every read.
+ * Received bytes not yet parsed. A chunk that leaves nothing behind is used as it is (no copy);
+ * otherwise bytes go into a store that doubles when full, so a frame cut across many reads costs
+ * linear time. Bytes already handed out (frames forwarded as views) are never overwritten: the
+ * store only grows at its end, and a full store is replaced, not reused.
  */
 export class InputBuffer {
-  buf: Buffer = Buffer.alloc(0)
+  buf: Buffer = EMPTY
   pos = 0
-  private chunks: Buffer[] | null = null
-  private chunksLen = 0
+  private store: Buffer | null = null
   private needed = 0
 
-  /** Adds a received chunk; false while a large frame is still incomplete (nothing to parse yet). */
+  /** Unparsed bytes held. */
+  get size(): number {
+    return this.buf.length - this.pos
+  }
+
+  /** Adds a received chunk; false while the frame waited for (see `wait`) is still incomplete. */
   push(chunk: Buffer): boolean {
-    if (this.chunks !== null) {
-      this.chunks.push(chunk)
-      this.chunksLen += chunk.length
-      if (this.chunksLen < this.needed) return false
-      this.buf = Buffer.concat(this.chunks, this.chunksLen)
-      this.chunks = null
-    } else if (this.pos < this.buf.length) {
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk])
-    } else {
+    const live = this.buf.length - this.pos
+    if (live === 0) {
       this.buf = chunk
+      this.pos = 0
+      this.store = null
+    } else {
+      const len = this.buf.length
+      let store = this.store
+      if (store === null || store.length - len < chunk.length || this.buf.buffer !== store.buffer || this.buf.byteOffset !== store.byteOffset) {
+        store = Buffer.allocUnsafe(Math.max(2 * (live + chunk.length), 16 * 1024))
+        this.buf.copy(store, 0, this.pos, len)
+        chunk.copy(store, live)
+        this.store = store
+        this.buf = store.subarray(0, live + chunk.length)
+        this.pos = 0
+      } else {
+        chunk.copy(store, len)
+        this.buf = store.subarray(0, len + chunk.length)
+      }
     }
-    this.pos = 0
+    if (this.buf.length - this.pos < this.needed) return false
+    this.needed = 0
     return true
   }
 
-  /** The parser needs `need` bytes from `pos` on: park the rest until they are there. */
+  /** The parser needs `need` bytes from `pos` on: push() says false until they are there (once). */
   wait(need: number): void {
-    const have = this.buf.length - this.pos
-    if (need <= have) return
-    this.chunks = [this.buf.subarray(this.pos)]
-    this.chunksLen = have
     this.needed = need
-    this.buf = Buffer.alloc(0)
-    this.pos = 0
   }
 
   /** Every unparsed byte, and the buffer emptied. */
   take(): Buffer {
-    const rest = this.chunks !== null ? Buffer.concat(this.chunks) : this.buf.subarray(this.pos)
-    this.chunks = null
-    this.buf = Buffer.alloc(0)
+    const rest = this.buf.subarray(this.pos)
+    this.buf = EMPTY
     this.pos = 0
+    this.store = null
+    this.needed = 0
     return rest
   }
 }
+const EMPTY = Buffer.alloc(0)
