@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ProtocolError, RequestParser, decodeReply, encodeCommand, scanReply } from './resp.js'
+import { RequestParser } from './request.js'
+import { ProtocolError, decodeReply, encodeCommand, scanReply } from './resp.js'
 
 /** Parses every command in buf, feeding it in pieces cut at `cuts`, like a socket would. */
 function parseAll(buf: Buffer, cuts: number[] = []): string[][] {
