@@ -20,13 +20,15 @@ export interface PoolHost {
   /** Proves a dedicated connection's replies against injected commands (see pinned.ts). */
   readonly markerToken: string
   policy(): Policy
-  connectionReady(conn: UpstreamConnection): void
+  connectionReady(conn: UpstreamConnection, pool: Pool): void
   connectionLost(conn: UpstreamConnection, wasReady: boolean): void
 }
 
 export class Pool {
   readonly conns: UpstreamConnection[] = []
   everReady = false
+  /** Redis refused CLIENT TRACKING to this identity (its ACL): its reads are not cached, and it is not asked again. */
+  trackingRefused = false
   readonly ready: Promise<Buffer | null>
   private settled = false
   private resolveReady!: (v: Buffer | null) => void
@@ -65,7 +67,7 @@ export class Pool {
       onReady: (conn) => {
         this.everReady = true
         this.settle(null)
-        host.connectionReady(conn)
+        host.connectionReady(conn, this)
       },
       onDown: (conn, error, wasReady) => {
         this.lastErr = error

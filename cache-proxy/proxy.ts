@@ -63,7 +63,7 @@ export class CacheProxy implements SessionHost, PoolHost {
       {
         onReady: (id, epoch) => {
           this.log.info({ trackingClientId: id }, 'redis client tracking established')
-          for (const pool of this.pools.values()) for (const c of pool.conns) if (c.state === 'ready') this.enableTracking(c, id, epoch)
+          for (const pool of this.pools.values()) for (const c of pool.conns) if (c.state === 'ready') this.enableTracking(pool, c, id, epoch)
         },
         onLost: () => {
           if (!this.closing) this.log.warn('redis tracking connection lost; local cache flushed')
@@ -208,21 +208,27 @@ export class CacheProxy implements SessionHost, PoolHost {
     return pool
   }
 
-  connectionReady(conn: UpstreamConnection): void {
-    if (this.tracker.ready) this.enableTracking(conn, this.tracker.id, this.tracker.epoch)
+  connectionReady(conn: UpstreamConnection, pool: Pool): void {
+    if (this.tracker.ready) this.enableTracking(pool, conn, this.tracker.id, this.tracker.epoch)
   }
 
   connectionLost(conn: UpstreamConnection, wasReady: boolean): void {
     if (wasReady) this.reads.connectionLost(conn)
   }
 
-  private enableTracking(conn: UpstreamConnection, id: number, epoch: number): void {
+  private enableTracking(pool: Pool, conn: UpstreamConnection, id: number, epoch: number): void {
+    if (pool.trackingRefused) return
     const ignore = { reply: () => undefined, fail: () => undefined }
     conn.send(encodeCommand(['CLIENT', 'TRACKING', 'OFF']), ignore)
     conn.send(encodeCommand(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id)]), {
       reply: (b, s) => {
-        if (b[s] === 43 && this.tracker.epoch === epoch) conn.trackedEpoch = epoch
-        else if (b[s] !== 43) this.log.error({ reply: b.toString('latin1', s, Math.min(b.length, s + 200)) }, 'CLIENT TRACKING refused; caching stays off')
+        if (b[s] === 43) {
+          if (this.tracker.epoch === epoch) conn.trackedEpoch = epoch
+          return
+        }
+        if (pool.trackingRefused) return
+        pool.trackingRefused = true
+        this.log.warn({ reply: b.toString('latin1', s, Math.min(b.length, s + 200)).trim() }, 'CLIENT TRACKING refused for a client identity; its reads are not cached')
       },
       fail: () => undefined,
     })
