@@ -19,6 +19,8 @@ export interface DedicatedOptions {
   /** Commands giving the connection the client's identity; an error reply to one fails the setup. */
   init: Buffer[]
   connectTimeoutMs: number
+  /** Redis must answer the setup within this (a hung Redis costs the client an error, not a wait forever). */
+  setupTimeoutMs: number
   /** Random per proxy, so that a client cannot forge the proxy's injected commands. */
   markerToken: string
 }
@@ -56,6 +58,7 @@ export class Dedicated {
   private readonly markers: Marker[] = []
   private seq = 0
   private readonly markerPrefix: Buffer
+  private setupTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly opts: DedicatedOptions) {
     this.markerPrefix = Buffer.from(`-ERR unknown command 'FLOWGATE.SYNC.${opts.markerToken}.`, 'latin1')
@@ -69,6 +72,7 @@ export class Dedicated {
       if (this.initLeft === 0) this.setUp(null)
     })
     for (const f of opts.init) socket.write(f)
+    this.setupTimer = setTimeout(() => this.setUp(unavailable(`no answer to the connection setup within ${opts.setupTimeoutMs} ms`)), opts.setupTimeoutMs)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('error', (err) => {
       this.lastError = unavailable(err.message)
@@ -126,6 +130,7 @@ export class Dedicated {
 
   private setUp(result: Buffer | null): void {
     if (this.setupResult !== undefined) return
+    clearTimeout(this.setupTimer)
     this.setupResult = result
     if (result !== null) this.close()
     else if (this.state === 'setup') this.state = 'idle'

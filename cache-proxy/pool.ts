@@ -152,6 +152,7 @@ export class Pool {
       port: this.host.upstream.port,
       init: identityInit(this.identity),
       connectTimeoutMs: upstream.connectTimeoutMs,
+      setupTimeoutMs: upstream.connectTimeoutMs + upstream.replyTimeoutMs,
       markerToken: this.host.markerToken,
     })
   }
