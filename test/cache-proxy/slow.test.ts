@@ -54,19 +54,23 @@ describe('slow answers', () => {
     expect(await stat('redis_hung')).toBe(0)
   })
 
-  it('holds a write paused by CLIENT PAUSE WRITE without holding other clients’ reads', async () => {
+  it('holds writes paused by CLIENT PAUSE WRITE without holding other clients’ reads, opening connections as needed', async () => {
     await s.direct.set('readable', 'r')
-    const writer = await RawClient.open(s.port)
-    await s.direct.call('CLIENT', 'PAUSE', '800', 'WRITE')
+    const writers = await Promise.all([0, 1, 2].map(() => RawClient.open(s.port)))
+    await s.direct.call('CLIENT', 'PAUSE', '1000', 'WRITE')
     const t0 = Date.now()
-    writer.write(encode('SET', 'paused', 'w'))
-    await sleep(150)
+    // Each held write holds its connection; the next client goes to one that is not held.
+    for (const [i, w] of writers.entries()) {
+      w.write(encode('SET', `paused${i}`, 'w'))
+      await sleep(100)
+    }
     const reader = Date.now()
     expect(String(await rawCommands(s.port, ['GET', 'readable']))).toBe('$1\r\nr\r\n')
     expect(Date.now() - reader).toBeLessThan(300)
-    expect(String((await writer.replies(1))[0])).toBe('+OK\r\n')
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(700)
-    writer.close()
+    expect(await stat('shared_connections')).toBeGreaterThan(2)
+    for (const w of writers) expect(String((await w.replies(1))[0])).toBe('+OK\r\n')
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
+    for (const w of writers) w.close()
   })
 })
 

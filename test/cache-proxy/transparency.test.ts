@@ -156,6 +156,28 @@ describe('a client moved to a dedicated connection keeps its order', () => {
   })
 })
 
+describe('dedicated connections', () => {
+  it('answers the proxy’s own commands in place, and RESET returns the client to shared connections', async () => {
+    await s.direct.set('shared-again', 'v')
+    const c = await RawClient.open(s.port)
+    c.write(Buffer.concat([encode('CLIENT', 'SETNAME', 'named'), encode('CACHE.STATS'), encode('PING')]))
+    const [ok, stats, pong] = (await c.replies(3)).map(String)
+    expect(ok).toBe('+OK\r\n')
+    expect(stats).toMatch(/^\*\d+\r\n\$4\r\nhits\r\n:\d+\r\n/)
+    expect(stats).toContain('pinned_clients\r\n:1\r\n')
+    expect(pong).toBe('+PONG\r\n')
+    c.write(Buffer.concat([encode('RESET'), encode('CLIENT', 'GETNAME'), encode('GET', 'shared-again'), encode('GET', 'shared-again')]))
+    expect((await c.replies(4)).map(String)).toEqual(['+RESET\r\n', '$-1\r\n', '$1\r\nv\r\n', '$1\r\nv\r\n'])
+    expect(await stat('pinned_clients')).toBe(0)
+    // Back on shared connections, its reads are cached again.
+    const hits = await stat('hits')
+    c.write(encode('GET', 'shared-again'))
+    expect(String((await c.replies(1))[0])).toBe('$1\r\nv\r\n')
+    expect(await stat('hits')).toBe(hits + 1)
+    c.close()
+  })
+})
+
 describe('protocol errors', () => {
   for (const [seq, error] of [
     ['\x00', 'too big inline request'],
