@@ -133,6 +133,7 @@ export class UpstreamConnection {
   /** The last setup refusal logged, so that a retry loop logs a refusal once, not every second. */
   private loggedRefusal = ''
   private dropped = false
+  private closedReady = false
 
   constructor(private readonly opts: ConnectionOptions) {}
 
@@ -231,6 +232,8 @@ export class UpstreamConnection {
   }
 
   close(): void {
+    // What was read on it leaves the cache like after any loss: Redis stops tracking it.
+    this.closedReady = this.state === 'ready'
     this.state = 'closed'
     clearTimeout(this.retryTimer)
     this.socket?.destroy()
@@ -290,7 +293,7 @@ export class UpstreamConnection {
 
   private onClose(socket: Socket): void {
     if (this.socket !== socket) return
-    const wasReady = this.state === 'ready'
+    const wasReady = this.state === 'ready' || this.closedReady
     if (this.state !== 'closed') this.state = 'down'
     this.trackedEpoch = -1
     const error = this.lastError

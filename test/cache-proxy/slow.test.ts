@@ -64,13 +64,32 @@ describe('slow answers', () => {
       w.write(encode('SET', `paused${i}`, 'w'))
       await sleep(100)
     }
-    const reader = Date.now()
-    expect(String(await rawCommands(s.port, ['GET', 'readable']))).toBe('$1\r\nr\r\n')
-    expect(Date.now() - reader).toBeLessThan(300)
+    const reader = await RawClient.open(s.port)
+    const r0 = Date.now()
+    reader.write(encode('GET', 'readable'))
+    expect(String((await reader.replies(1))[0])).toBe('$1\r\nr\r\n')
+    expect(Date.now() - r0).toBeLessThan(300)
     expect(await stat('shared_connections')).toBeGreaterThan(2)
     for (const w of writers) expect(String((await w.replies(1))[0])).toBe('+OK\r\n')
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
     for (const w of writers) w.close()
+    // The reader stays on its (extra) connection, now tracked: its next read is cached there.
+    const get = async () => {
+      reader.write(encode('GET', 'readable'))
+      expect(String((await reader.replies(1))[0])).toBe('$1\r\nr\r\n')
+    }
+    await get()
+    const hits = await stat('hits')
+    await get()
+    expect(await stat('hits')).toBe(hits + 1)
+    // Idle extra connections close; what was read on them leaves the cache, as Redis stops tracking it.
+    const pool = s.proxy.proxy.defaultPool
+    pool.sweep(Date.now() + 31_000)
+    expect(pool.conns.length).toBe(2)
+    const misses = await stat('misses')
+    await get()
+    expect(await stat('misses')).toBe(misses + 1)
+    reader.close()
   })
 })
 
