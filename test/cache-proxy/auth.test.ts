@@ -79,3 +79,14 @@ it('AUTH with a wrong password answers Redis’s error and leaves the client as 
   expect(expected).toMatch(/^-WRONGPASS/)
   expect(String(await rawCommands(s.port, ['AUTH', 'wrong'], ['GET', 'plain']))).toBe(`${expected}$1\r\nv\r\n`)
 })
+
+it('works for ioredis logging in as that user', async () => {
+  const r = new Redis(s.port, '127.0.0.1', { username: 'plain', password: 'plainpw', maxRetriesPerRequest: 1 })
+  try {
+    await r.set('io-plain', 'x')
+    expect(await r.get('io-plain')).toBe('x')
+    expect(await r.call('ACL', 'WHOAMI')).toBe('plain')
+  } finally {
+    r.disconnect()
+  }
+})

@@ -2,6 +2,7 @@
 // real redis-server: expired keys served from the cache, connection identity, the order of a
 // client moved to a dedicated connection, the close after a protocol error, and AUTH.
 import { connect } from 'node:net'
+import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { waitFor } from '../harness/process.js'
 import { encode, RawClient, rawCommands, startStack, type Stack } from './helpers.js'
@@ -47,6 +48,21 @@ describe('an entry never outlives its key', () => {
     }
   })
 
+  it('gives ioredis nil for a key past its PX, whatever the rule’s TTL', async () => {
+    await s.direct.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0')
+    const r = new Redis(s.port, '127.0.0.1', { maxRetriesPerRequest: 1 })
+    try {
+      await r.set('io-px', 'v', 'PX', 120)
+      expect(await r.get('io-px')).toBe('v')
+      expect(await r.get('io-px')).toBe('v')
+      await sleep(121)
+      for (let i = 0; i < 20; i++) expect(await r.get('io-px')).toBeNull()
+    } finally {
+      r.disconnect()
+      await s.direct.call('DEBUG', 'SET-ACTIVE-EXPIRE', '1')
+    }
+  })
+
   it('caps a multi-key read by the key that expires first', async () => {
     await s.direct.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0')
     try {
@@ -76,6 +92,19 @@ describe('connection identity', () => {
     c.write(encode('CLIENT', 'INFO'))
     expect(String((await c.replies(1))[0])).toContain(`id=${myId} `)
     c.close()
+  })
+
+  it('gives ioredis with a connection name its own connection under that name', async () => {
+    const r = new Redis(s.port, '127.0.0.1', { connectionName: 'io-named', maxRetriesPerRequest: 1 })
+    try {
+      const id = Number(await r.client('ID'))
+      expect(String(await s.direct.call('CLIENT', 'LIST', 'ID', String(id)))).toContain(' name=io-named ')
+      expect(await r.client('GETNAME')).toBe('io-named')
+      await r.set('io-named-key', 'v')
+      expect(await r.get('io-named-key')).toBe('v')
+    } finally {
+      r.disconnect()
+    }
   })
 
   it('CLIENT UNBLOCK with a client’s own id unblocks that client', async () => {
