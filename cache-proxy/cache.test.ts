@@ -66,7 +66,10 @@ describe('policy', () => {
     const p = compilePolicy(readFileSync(new URL('../deploy/cache-policy.example.yaml', import.meta.url), 'utf8'))
     expect(ruleFor(p, 'GET', 'session:1')).toBeUndefined()
     expect(ruleFor(p, 'HGETALL', 'user:1')?.ttlMs).toBe(60_000)
-    expect(p.refused.has('KEYS')).toBe(true)
+    expect(p.refusal('KEYS', undefined)).toBe('policy')
+    expect(p.refusal('CONFIG', 'SET')).toBe('admin')
+    expect(p.refusal('CONFIG', undefined)).toBeUndefined()
+    expect(p.refusal('GET', undefined)).toBeUndefined()
   })
 
   it('compiles Redis globs', () => {

@@ -19,6 +19,10 @@ export interface CacheStats {
   outputLimitDisconnects: number
   waiterTimeouts: number
   tagInvalidations: number
+  tagErrors: number
+  refusedCommands: number
+  requestLimitDisconnects: number
+  redisHung: number
 }
 
 export function newStats(): CacheStats {
@@ -39,6 +43,10 @@ export function newStats(): CacheStats {
     outputLimitDisconnects: 0,
     waiterTimeouts: 0,
     tagInvalidations: 0,
+    tagErrors: 0,
+    refusedCommands: 0,
+    requestLimitDisconnects: 0,
+    redisHung: 0,
   }
 }
 
@@ -145,6 +153,17 @@ export class LocalCache {
       n++
     }
     this.stats.invalidatedEntries += n
+    return n
+  }
+
+  /** Drops the entries whose `refresh` info passes `test` (those read on a connection that closed). */
+  dropWhere(test: (refresh: unknown) => boolean): number {
+    let n = 0
+    for (const e of this.entries.values()) {
+      if (!test(e.refresh)) continue
+      this.remove(e)
+      n++
+    }
     return n
   }
 

@@ -1,7 +1,8 @@
 // What the proxy knows about Redis commands: which are deterministic reads it may cache, which
 // write which keys (so a write through the proxy drops the entries it makes stale), which need a
-// connection of their own, and which the proxy answers itself. Commands not listed are forwarded
-// and treated as possible writes to their first argument; Redis client tracking covers the rest.
+// connection of their own, which are administrative, and which the proxy answers itself.
+// Commands not listed are forwarded and treated as possible writes to their first argument;
+// Redis client tracking covers the rest.
 
 export type CommandKind = 'read' | 'write' | 'nokey' | 'stateful' | 'flush' | 'proxy'
 
@@ -18,17 +19,31 @@ export interface CommandSpec {
   readonly numkeysAt: number
   /** A deterministic read whose reply may be cached. */
   readonly cacheable: boolean
+  /** The command has subcommands that matter to the policy (CONFIG SET, CLIENT KILL...). */
+  readonly container: boolean
 }
 
 const table = new Map<string, CommandSpec>()
 
 function add(kind: CommandKind, names: string, first = 0, last = first, step = 1, opts: { cacheable?: boolean; numkeysAt?: number } = {}) {
   for (const name of names.split(/\s+/).filter(Boolean)) {
-    const spec: CommandSpec = Object.freeze({ name, kind, first, last, step, numkeysAt: opts.numkeysAt ?? 0, cacheable: opts.cacheable ?? false })
+    const spec: CommandSpec = Object.freeze({
+      name,
+      kind,
+      first,
+      last,
+      step,
+      numkeysAt: opts.numkeysAt ?? 0,
+      cacheable: opts.cacheable ?? false,
+      container: CONTAINERS.has(name),
+    })
     table.set(name, spec)
     table.set(name.toLowerCase(), spec)
   }
 }
+
+/** Commands whose first argument is a subcommand (Redis writes them `config|set`). */
+const CONTAINERS = new Set(['ACL', 'CLIENT', 'CLUSTER', 'COMMAND', 'CONFIG', 'DEBUG', 'FUNCTION', 'LATENCY', 'MEMORY', 'MODULE', 'OBJECT', 'PUBSUB', 'SCRIPT', 'SLOWLOG', 'XINFO', 'XGROUP'])
 
 const cacheable = { cacheable: true }
 // Deterministic reads: the same command on the same data gives the same bytes.
@@ -40,6 +55,7 @@ add('read', 'MGET EXISTS SINTER SUNION SDIFF', 1, -1, 1, cacheable)
 add('read', 'TTL PTTL EXPIRETIME PEXPIRETIME OBJECT SRANDMEMBER HRANDFIELD ZRANDMEMBER HSCAN SSCAN ZSCAN DUMP TOUCH PFCOUNT', 1)
 add('nokey', 'PING ECHO INFO TIME DBSIZE CONFIG COMMAND LASTSAVE ROLE MEMORY SLOWLOG LATENCY SCAN KEYS RANDOMKEY SCRIPT FUNCTION')
 add('nokey', 'PUBLISH SPUBLISH PUBSUB LOLWUT EXEC DISCARD UNWATCH BGSAVE BGREWRITEAOF SAVE ACL CLUSTER READONLY READWRITE')
+add('nokey', 'DEBUG MODULE SHUTDOWN REPLICAOF SLAVEOF FAILOVER PFSELFTEST PFDEBUG')
 // Writes and the keys they touch.
 add('write', 'SET SETNX SETEX PSETEX GETSET GETDEL GETEX APPEND INCR DECR INCRBY DECRBY INCRBYFLOAT SETRANGE SETBIT BITFIELD', 1)
 add('write', 'EXPIRE PEXPIRE EXPIREAT PEXPIREAT PERSIST MOVE RESTORE HSET HSETNX HMSET HDEL HINCRBY HINCRBYFLOAT', 1)
@@ -60,6 +76,37 @@ add('stateful', 'MONITOR WAIT WAITAOF SYNC PSYNC REPLCONF XREAD XREADGROUP UNSUB
 // Answered (or routed) by the proxy itself.
 add('proxy', 'HELLO AUTH SELECT QUIT RESET CLIENT')
 add('proxy', 'CACHE.TAG CACHE.INVALIDATE CACHE.STATS CACHE.HOTKEYS CACHE.FLUSH')
+
+/**
+ * Administrative commands, refused unless the policy allows them: Redis 7.0's @admin category
+ * (`ACL CAT admin`), plus FLUSHALL, which empties every database of every client. Entries are
+ * `name` or `name|subcommand`, as Redis's ACL writes them.
+ */
+export const ADMIN_COMMANDS: ReadonlySet<string> = new Set(
+  `BGREWRITEAOF BGSAVE DEBUG FAILOVER LASTSAVE MONITOR PFDEBUG PFSELFTEST PSYNC REPLCONF REPLICAOF ROLE SAVE SHUTDOWN SLAVEOF SYNC FLUSHALL
+  ACL|DELUSER ACL|DRYRUN ACL|GETUSER ACL|LIST ACL|LOAD ACL|LOG ACL|SAVE ACL|SETUSER ACL|USERS
+  CLIENT|KILL CLIENT|LIST CLIENT|NO-EVICT CLIENT|PAUSE CLIENT|UNBLOCK CLIENT|UNPAUSE
+  CONFIG|GET CONFIG|RESETSTAT CONFIG|REWRITE CONFIG|SET
+  LATENCY|DOCTOR LATENCY|GRAPH LATENCY|HISTOGRAM LATENCY|HISTORY LATENCY|LATEST LATENCY|RESET
+  MODULE|LIST MODULE|LOAD MODULE|LOADEX MODULE|UNLOAD SLOWLOG|GET SLOWLOG|LEN SLOWLOG|RESET
+  CLUSTER|ADDSLOTS CLUSTER|ADDSLOTSRANGE CLUSTER|BUMPEPOCH CLUSTER|COUNT-FAILURE-REPORTS CLUSTER|DELSLOTS CLUSTER|DELSLOTSRANGE
+  CLUSTER|FAILOVER CLUSTER|FLUSHSLOTS CLUSTER|FORGET CLUSTER|MEET CLUSTER|REPLICAS CLUSTER|REPLICATE CLUSTER|RESET
+  CLUSTER|SAVECONFIG CLUSTER|SET-CONFIG-EPOCH CLUSTER|SETSLOT CLUSTER|SLAVES`
+    .split(/\s+/)
+    .filter(Boolean),
+)
+
+/**
+ * CLIENT subcommands whose answer or effect depends on which connection sends them: the client
+ * gets a dedicated connection first, so that its id, name, tracking and kills are its own.
+ */
+const CLIENT_PINNED = new Set(['ID', 'INFO', 'LIST', 'SETNAME', 'KILL', 'TRACKING', 'TRACKINGINFO', 'GETREDIR', 'CACHING', 'REPLY', 'NO-EVICT', 'NO-TOUCH'])
+
+/** How the proxy handles a CLIENT subcommand for a client on shared connections. */
+export function clientSubcommand(sub: string): 'pin' | 'getname' | 'forward' {
+  if (sub === 'GETNAME') return 'getname'
+  return CLIENT_PINNED.has(sub) ? 'pin' : 'forward'
+}
 
 /** The spec of a command name as sent (any case), or undefined for commands the proxy does not know. */
 export function lookupCommand(name: string): CommandSpec | undefined {
@@ -92,5 +139,5 @@ export function keyIndexes(spec: CommandSpec, argc: number, numkeys: (i: number)
 
 /** A synthetic spec for a command the table does not list: forwarded, and its first argument treated as written. */
 export function unknownCommand(name: string): CommandSpec {
-  return { name: name.toUpperCase(), kind: 'write', first: 1, last: 1, step: 1, numkeysAt: 0, cacheable: false }
+  return { name: name.toUpperCase(), kind: 'write', first: 1, last: 1, step: 1, numkeysAt: 0, cacheable: false, container: false }
 }

@@ -20,6 +20,10 @@ const COUNTERS: Array<[keyof CacheStats, string, string]> = [
   ['upstreamErrors', 'flowgate_cache_upstream_errors_total', 'commands answered with an error because Redis was unavailable'],
   ['protocolErrors', 'flowgate_cache_protocol_errors_total', 'clients disconnected for malformed RESP'],
   ['outputLimitDisconnects', 'flowgate_cache_output_limit_disconnects_total', 'clients disconnected for not reading their replies'],
+  ['requestLimitDisconnects', 'flowgate_cache_request_limit_disconnects_total', 'clients disconnected for a request over the buffer bounds'],
+  ['refusedCommands', 'flowgate_cache_refused_commands_total', 'commands refused by the policy (administrative or listed)'],
+  ['tagErrors', 'flowgate_cache_tag_errors_total', 'keys written through the proxy that could not be added to their tag'],
+  ['redisHung', 'flowgate_cache_redis_hung_total', 'times Redis answered nothing within upstream.replyTimeoutMs and the shared connections were dropped'],
 ]
 
 /** Registers the cache proxy's metrics on a registry. */
@@ -44,10 +48,10 @@ export function registerCacheMetrics(registry: Registry, proxy: CacheProxy): voi
         this.set(read())
       },
     })
-  gauge('flowgate_cache_bytes', 'bytes held by the local cache', () => proxy.cache.bytes)
-  gauge('flowgate_cache_entries', 'entries in the local cache', () => proxy.cache.size)
-  gauge('flowgate_cache_hot_keys', 'keys currently detected as hot', () => proxy.hot.hotCount())
+  gauge('flowgate_cache_bytes', 'bytes held by the local cache', () => proxy.reads.cache.bytes)
+  gauge('flowgate_cache_entries', 'entries in the local cache', () => proxy.reads.cache.size)
+  gauge('flowgate_cache_hot_keys', 'keys currently detected as hot', () => proxy.reads.hot.hotCount())
   gauge('flowgate_cache_clients', 'connected clients', () => proxy.clients)
-  gauge('flowgate_cache_pinned_clients', 'clients on a dedicated upstream connection', () => proxy.pinnedCount)
+  gauge('flowgate_cache_pinned_clients', 'clients on a dedicated upstream connection', () => proxy.pinnedClients)
   gauge('flowgate_cache_tracking_up', '1 when Redis client tracking is established (caching is on)', () => (proxy.tracker.ready ? 1 : 0))
 }

@@ -6,7 +6,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { parse as parseYaml } from 'yaml'
 import type { Logger } from '../lib/logger.js'
-import { isCacheableCommand } from './commands.js'
+import { ADMIN_COMMANDS, isCacheableCommand } from './commands.js'
 
 const Name = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z][A-Za-z0-9._|-]*$' })
 const Pattern = Type.String({ minLength: 1, maxLength: 1024 })
@@ -41,7 +41,15 @@ export const PolicySchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Commands answered with an error, never forwarded: `NAME` or `NAME|SUBCOMMAND` (Redis ACL notation). */
     refuse: Type.Array(Name, { default: [] }),
+    /**
+     * Administrative commands (Redis's @admin category and FLUSHALL) reach Redis only when this is
+     * true: a shared proxy must not let one client reconfigure, stop or replicate the server.
+     */
+    allowAdmin: Type.Boolean({ default: false }),
+    /** Administrative commands let through although allowAdmin is false (e.g. `CONFIG|GET`). */
+    allow: Type.Array(Name, { default: [] }),
     stateful: Type.Union([Type.Literal('pin'), Type.Literal('refuse')], { default: 'pin' }),
     singleflight: Type.Object({ waitTimeoutMs: Type.Integer({ minimum: 1, maximum: 600000, default: 5000 }) }, { additionalProperties: false, default: {} }),
     hotKeys: Type.Object(
@@ -60,7 +68,10 @@ export const PolicySchema = Type.Object(
       {
         maxClientOutputBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024 }),
         maxBulkBytes: Type.Integer({ minimum: 1, maximum: 512 * 1024 * 1024, default: 512 * 1024 * 1024 }),
-        maxRequestBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 512 * 1024 * 1024 }),
+        // Request bytes buffered for one client, and for all clients together: the proxy shares
+        // its process with the gateway, so it holds far less than Redis's 1 GB per client.
+        maxRequestBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 64 * 1024 * 1024 }),
+        maxTotalRequestBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024 * 1024, default: 256 * 1024 * 1024 }),
         maxPendingCommands: Type.Integer({ minimum: 1, maximum: 1000000, default: 10000 }),
         maxPinnedClients: Type.Integer({ minimum: 0, maximum: 100000, default: 1024 }),
         maxClients: Type.Integer({ minimum: 1, maximum: 1000000, default: 10000 }),
@@ -71,9 +82,18 @@ export const PolicySchema = Type.Object(
     upstream: Type.Object(
       {
         connections: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
+        // A shared connection whose oldest command has waited stallMs with no reply gets no new
+        // clients (a slow script or a paused write holds only the clients already behind it);
+        // when every connection is stalled the pool opens another, up to maxConnections.
+        maxConnections: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
+        stallMs: Type.Integer({ minimum: 1, maximum: 600000, default: 50 }),
+        // Connections kept open and ready for clients that need a dedicated one, so that a
+        // blocking command or MULTI reaches Redis at once instead of after a connect.
+        spareConnections: Type.Integer({ minimum: 0, maximum: 64, default: 2 }),
         connectTimeoutMs: Type.Integer({ minimum: 10, maximum: 60000, default: 2000 }),
-        // A shared connection with commands outstanding and no reply for this long is dropped
-        // (its commands fail at once): a Redis that hangs is not waited on forever.
+        // Redis is taken for hung, and the shared connections are dropped (their commands fail),
+        // only when commands wait this long and a PING on a connection of its own gets no answer
+        // either: a slow answer is not a dead server.
         replyTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
       },
       { additionalProperties: false, default: {} },
@@ -141,7 +161,10 @@ export interface Policy {
   readonly source: PolicySource
   /** Upper-case command → rules in file order; the first whose pattern matches the key wins. */
   readonly rules: ReadonlyMap<string, readonly CompiledRule[]>
-  readonly refused: ReadonlySet<string>
+  /** Names (without subcommand) that `refusal` may refuse: every other command skips the check. */
+  readonly mayRefuse: ReadonlySet<string>
+  /** Why a command (`NAME`, and `NAME|SUB` for commands with subcommands) is refused, or undefined. */
+  refusal(name: string, sub: string | undefined): 'policy' | 'admin' | undefined
   readonly tagRules: ReadonlyArray<{ match: KeyMatcher; tags: readonly string[] }>
   readonly maxTtlMs: number
 }
@@ -187,13 +210,17 @@ export function compilePolicy(text: string, origin = 'policy'): Policy {
     }
   })
   if (problems.length > 0) throw new PolicyError(problems)
-  return Object.freeze({
-    source: src,
-    rules,
-    refused: new Set(src.refuse.map((c) => c.toUpperCase())),
-    tagRules,
-    maxTtlMs: src.maxTtlSec * 1000,
-  })
+  const refused = new Set(src.refuse.map((c) => c.toUpperCase()))
+  const allowed = new Set(src.allow.map((c) => c.toUpperCase()))
+  const isAdmin = (name: string, full: string | undefined) => ADMIN_COMMANDS.has(name) || (full !== undefined && ADMIN_COMMANDS.has(full))
+  const refusal = (name: string, sub: string | undefined): 'policy' | 'admin' | undefined => {
+    const full = sub === undefined ? undefined : `${name}|${sub}`
+    if (refused.has(name) || (full !== undefined && refused.has(full))) return 'policy'
+    if (src.allowAdmin || !isAdmin(name, full)) return undefined
+    return allowed.has(name) || (full !== undefined && allowed.has(full)) ? undefined : 'admin'
+  }
+  const mayRefuse = new Set([...refused, ...(src.allowAdmin ? [] : ADMIN_COMMANDS)].map((c) => c.split('|')[0]!))
+  return Object.freeze({ source: src, rules, mayRefuse, refusal, tagRules, maxTtlMs: src.maxTtlSec * 1000 })
 }
 
 /** The first rule for a command and key, or undefined when the reply is not cached. */

@@ -1,119 +1,50 @@
-// The cache proxy itself: the listening server, the shared upstream pools (one per client identity:
-// protocol, db, user), the tracking connection that keeps the local cache honest, tags, refreshes
-// of hot keys, and the numbers behind CACHE.STATS and the metrics.
-import { createHash } from 'node:crypto'
+// The cache proxy itself: the listening server, the pools of upstream connections (one per client
+// identity: protocol, db, AUTH), the tracking connection that keeps the local cache honest, the
+// liveness check, and the numbers behind CACHE.STATS and the metrics. Sessions see it through the
+// narrow SessionHost interface.
+import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
-import { HotKeys, LocalCache, newStats, type CacheStats } from './cache.js'
+import { newStats, type CacheStats } from './cache.js'
+import type { PinLease, ProxyCommandContext, SessionHost } from './host.js'
+import { Liveness } from './liveness.js'
 import type { Policy } from './policy.js'
+import { Pool, type PoolHost } from './pool.js'
+import { ReadCache } from './read-cache.js'
 import { encodeCommand, reply, ReplyError } from './resp.js'
-import { Fill, type RefreshInfo } from './fill.js'
 import { Session } from './session.js'
-import { identityInit, Tracker, UpstreamConnection, WriteBatch, type Identity } from './upstream.js'
+import { Tags } from './tags.js'
+import { Tracker } from './tracker.js'
+import { UpstreamConnection, WriteBatch, type Identity } from './upstream.js'
 
-/** Deletes a batch of a tag's keys and removes them from the tag set, atomically. KEYS[1] is the tag set. */
-export const TAG_SCRIPT = `local n = 0
-for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
-if #KEYS > 1 then redis.call('SREM', KEYS[1], unpack(KEYS, 2)) end
-return n`
-const TAG_SCRIPT_SHA = createHash('sha1').update(TAG_SCRIPT).digest('hex')
-/** Names the proxy's own connections in CLIENT LIST. */
-const SETNAME_SHARED = encodeCommand(['CLIENT', 'SETNAME', 'flowgate-cache-proxy'])
+export { TAG_SCRIPT } from './tags.js'
 
 export interface CacheProxyDeps {
   log: Logger
   policy: () => Policy
 }
 
-/** A few shared connections speaking for one identity. */
-export class Pool {
-  readonly conns: UpstreamConnection[] = []
-  everReady = false
-  private settled = false
-  readonly ready: Promise<Buffer | null>
-  private resolveReady!: (v: Buffer | null) => void
-  private lastErr: Buffer = reply.error('ERR upstream unavailable (flowgate cache proxy): connecting')
-
-  constructor(
-    readonly identity: Identity,
-    size: number,
-    proxy: CacheProxy,
-  ) {
-    this.ready = new Promise((resolve) => (this.resolveReady = resolve))
-    for (let i = 0; i < size; i++) {
-      this.conns.push(
-        new UpstreamConnection({
-          host: proxy.upstream.host,
-          port: proxy.upstream.port,
-          proto: identity.proto,
-          connectTimeoutMs: proxy.policy().source.upstream.connectTimeoutMs,
-          replyTimeoutMs: proxy.policy().source.upstream.replyTimeoutMs,
-          log: proxy.log,
-          batch: proxy.batch,
-          reconnect: true,
-          init: () => [...identityInit(identity), SETNAME_SHARED],
-          onReady: (conn) => {
-            this.everReady = true
-            this.settle(null)
-            proxy.connectionReady(conn)
-          },
-          onDown: (_conn, error, wasReady) => {
-            this.lastErr = error
-            this.settle(error)
-            proxy.connectionLost(wasReady)
-          },
-        }),
-      )
-    }
-  }
-
-  private settle(v: Buffer | null): void {
-    if (this.settled) return
-    this.settled = true
-    this.resolveReady(v)
-  }
-
-  start(): void {
-    for (const c of this.conns) c.connect()
-  }
-
-  /** The connection for client number `i`, or another usable one, or undefined when all are down. */
-  pick(i: number): UpstreamConnection | undefined {
-    const n = this.conns.length
-    const c = this.conns[i % n]!
-    if (c.usable) return c
-    for (const o of this.conns) if (o.usable) return o
-    return undefined
-  }
-
-  lastError(): Buffer {
-    return this.lastErr
-  }
-
-  close(): void {
-    for (const c of this.conns) c.close()
-  }
-}
-
-export class CacheProxy {
+export class CacheProxy implements SessionHost, PoolHost {
   readonly stats: CacheStats = newStats()
-  readonly cache: LocalCache
-  readonly hot: HotKeys
+  readonly reads: ReadCache
   readonly batch = new WriteBatch()
-  readonly inflight = new Map<string, Fill>()
   readonly tracker: Tracker
   readonly upstream: { host: string; port: number }
-  readonly defaultIdentity: Identity
   readonly defaultPool: Pool
   readonly log: Logger
   readonly policy: () => Policy
-  readonly cacheEnabled: boolean
-  pinnedCount = 0
+  readonly markerToken = randomBytes(8).toString('hex')
+  private readonly tags: Tags
+  private readonly liveness: Liveness
+  private pinnedCount = 0
+  private requestBytes = 0
   private closing = false
   private readonly pools = new Map<string, Pool>()
   private readonly sessions = new Set<Session>()
   private readonly server: Server
+  private housekeeping: NodeJS.Timeout | undefined
+  private ticks = 0
   private clientCount = 0
 
   constructor(config: Config, deps: CacheProxyDeps) {
@@ -123,31 +54,46 @@ export class CacheProxy {
     this.upstream = { host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(url.port || 6379) }
     const user = url.username ? decodeURIComponent(url.username) : undefined
     const pass = url.password ? decodeURIComponent(url.password) : undefined
+    const auth = pass === undefined ? undefined : user === undefined ? [pass] : [user, pass]
     const db = Number(url.pathname.slice(1) || 0)
-    this.defaultIdentity = Object.freeze({ proto: 2, db, user, pass })
-    this.cacheEnabled = config.cacheMaxBytes > 0
-    this.cache = new LocalCache(config.cacheMaxBytes, this.stats)
-    const hk = this.policy().source.hotKeys
-    this.hot = new HotKeys({ sampleRate: hk.sampleRate, capacity: hk.capacity, minScore: hk.minScore, halfLifeMs: hk.halfLifeSec * 1000 })
+    const identity: Identity = Object.freeze({ proto: 2, db, auth })
+    const upstream = this.policy().source.upstream
     this.tracker = new Tracker(
-      { host: this.upstream.host, port: this.upstream.port, connectTimeoutMs: this.policy().source.upstream.connectTimeoutMs, log: this.log, batch: this.batch, user, pass },
+      { host: this.upstream.host, port: this.upstream.port, connectTimeoutMs: upstream.connectTimeoutMs, log: this.log, batch: this.batch, auth },
       {
         onReady: (id, epoch) => {
           this.log.info({ trackingClientId: id }, 'redis client tracking established')
-          for (const pool of this.pools.values()) for (const c of pool.conns) if (c.state === 'ready') this.enableTracking(c, id, epoch)
+          for (const pool of this.pools.values()) for (const c of pool.conns) if (c.state === 'ready') this.enableTracking(pool, c, id, epoch)
         },
         onLost: () => {
           if (!this.closing) this.log.warn('redis tracking connection lost; local cache flushed')
-          this.cache.flush()
+          this.reads.flush()
         },
         onKeys: (keys) => {
-          if (keys === null) return this.cache.flush()
-          for (const k of keys) this.cache.invalidate(k.toString('latin1'))
+          if (keys === null) return this.reads.flush()
+          for (const k of keys) this.reads.invalidate(k.toString('latin1'))
         },
       },
     )
-    this.defaultPool = new Pool(this.defaultIdentity, this.policy().source.upstream.connections, this)
-    this.pools.set(poolKey(this.defaultIdentity), this.defaultPool)
+    this.reads = new ReadCache(config.cacheMaxBytes, this.stats, this.policy, this.tracker)
+    this.tags = new Tags(this.policy, this.reads, this.stats, this.log)
+    this.defaultPool = new Pool(identity, upstream.connections, this, true)
+    this.pools.set(poolKey(identity), this.defaultPool)
+    this.liveness = new Liveness({
+      host: this.upstream.host,
+      port: this.upstream.port,
+      auth,
+      connectTimeoutMs: upstream.connectTimeoutMs,
+      log: this.log,
+      batch: this.batch,
+      timeoutMs: () => this.policy().source.upstream.replyTimeoutMs,
+      connections: () => this.sharedConnections(),
+      onHung: (why) => {
+        this.stats.redisHung++
+        for (const pool of this.pools.values()) pool.dropAll(why)
+        this.tracker.conn.drop(why)
+      },
+    })
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket))
   }
 
@@ -155,6 +101,11 @@ export class CacheProxy {
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
     this.tracker.start()
     this.defaultPool.start()
+    this.defaultPool.wantSpares()
+    this.liveness.start()
+    const every = Math.max(25, Math.min(250, Math.floor(this.policy().source.upstream.replyTimeoutMs / 4)))
+    this.housekeeping = setInterval(() => this.tick(), every)
+    this.housekeeping.unref()
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen(port, host, () => {
@@ -168,40 +119,72 @@ export class CacheProxy {
 
   async close(): Promise<void> {
     this.closing = true
+    clearInterval(this.housekeeping)
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    for (const s of this.sessions) s.socket.destroy()
+    for (const s of [...this.sessions]) s.destroy()
     for (const p of this.pools.values()) p.close()
     this.tracker.close()
+    this.liveness.close()
     await closed
   }
 
   applyPolicy(policy: Policy): void {
-    const hk = policy.source.hotKeys
-    this.hot.configure({ sampleRate: hk.sampleRate, capacity: hk.capacity, minScore: hk.minScore, halfLifeMs: hk.halfLifeSec * 1000 })
-    // Entries were stored under the old rules and TTLs.
-    this.cache.flush()
+    this.reads.applyPolicy(policy)
+  }
+
+  private tick(): void {
+    const now = Date.now()
+    this.liveness.check(now)
+    if (++this.ticks % 16 === 0) for (const pool of this.pools.values()) pool.sweep(now)
+  }
+
+  private *sharedConnections(): Iterable<UpstreamConnection> {
+    for (const pool of this.pools.values()) yield* pool.conns
+    yield this.tracker.conn
   }
 
   private accept(socket: Socket): void {
     const limits = this.policy().source.limits
-    if (this.sessions.size >= limits.maxClients) {
-      socket.end('-ERR max number of clients reached\r\n')
+    if (this.closing || this.sessions.size >= limits.maxClients) {
       socket.on('error', () => undefined)
+      socket.end('-ERR max number of clients reached\r\n', () => socket.destroy())
       return
     }
     this.sessions.add(new Session(this, socket, this.clientCount++))
   }
 
-  sessionClosed(s: Session): void {
-    this.sessions.delete(s)
+  sessionClosed(s: object): void {
+    this.sessions.delete(s as Session)
   }
 
   get clients(): number {
     return this.sessions.size
   }
 
+  get pinnedClients(): number {
+    return this.pinnedCount
+  }
+
+  acquirePin(): PinLease | undefined {
+    if (this.pinnedCount >= this.policy().source.limits.maxPinnedClients) return undefined
+    this.pinnedCount++
+    let held = true
+    return {
+      release: () => {
+        if (!held) return
+        held = false
+        this.pinnedCount--
+      },
+    }
+  }
+
+  holdRequestBytes(delta: number): number {
+    this.requestBytes += delta
+    return this.requestBytes
+  }
+
   /** The pool of an identity, opened on first use; an error reply when Redis refuses it. */
-  async getPool(id: Identity): Promise<Pool | Buffer> {
+  async pool(id: Identity): Promise<Pool | Buffer> {
     const key = poolKey(id)
     let pool = this.pools.get(key)
     if (pool === undefined) {
@@ -209,8 +192,9 @@ export class CacheProxy {
         return reply.error('ERR too many distinct client identities (flowgate cache proxy limit)')
       }
       // Other users' pools are a side road: one connection each.
-      const sameUser = id.user === this.defaultIdentity.user && id.pass === this.defaultIdentity.pass
-      pool = new Pool(id, sameUser ? this.policy().source.upstream.connections : 1, this)
+      const d = this.defaultPool.identity
+      const sameUser = JSON.stringify(id.auth) === JSON.stringify(d.auth)
+      pool = new Pool(id, sameUser ? this.policy().source.upstream.connections : 1, this, sameUser)
       this.pools.set(key, pool)
       pool.start()
     }
@@ -224,78 +208,64 @@ export class CacheProxy {
     return pool
   }
 
-  connectionReady(conn: UpstreamConnection): void {
-    if (this.tracker.ready) this.enableTracking(conn, this.tracker.id, this.tracker.epoch)
+  connectionReady(conn: UpstreamConnection, pool: Pool): void {
+    if (this.tracker.ready) this.enableTracking(pool, conn, this.tracker.id, this.tracker.epoch)
   }
 
-  connectionLost(wasReady: boolean): void {
-    // Redis forgets what a connection read when it closes, so invalidations for it would not come.
-    if (wasReady) this.cache.flush()
+  connectionLost(conn: UpstreamConnection, wasReady: boolean): void {
+    if (wasReady) this.reads.connectionLost(conn)
   }
 
-  private enableTracking(conn: UpstreamConnection, id: number, epoch: number): void {
+  private enableTracking(pool: Pool, conn: UpstreamConnection, id: number, epoch: number): void {
+    if (pool.trackingRefused) return
     const ignore = { reply: () => undefined, fail: () => undefined }
     conn.send(encodeCommand(['CLIENT', 'TRACKING', 'OFF']), ignore)
     conn.send(encodeCommand(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id)]), {
       reply: (b, s) => {
-        if (b[s] === 43 && this.tracker.epoch === epoch) conn.trackedEpoch = epoch
-        else if (b[s] !== 43) this.log.error({ reply: b.toString('latin1', s, Math.min(b.length, s + 200)) }, 'CLIENT TRACKING refused; caching stays off')
+        if (b[s] === 43) {
+          if (this.tracker.epoch === epoch) conn.trackedEpoch = epoch
+          return
+        }
+        if (pool.trackingRefused) return
+        pool.trackingRefused = true
+        this.log.warn({ reply: b.toString('latin1', s, Math.min(b.length, s + 200)).trim() }, 'CLIENT TRACKING refused for a client identity; its reads are not cached')
       },
       fail: () => undefined,
     })
   }
 
-  /** True when a reply read on `conn` under tracking epoch `epoch` may be stored. */
-  canStore(conn: UpstreamConnection, epoch: number): boolean {
-    const t = this.tracker
-    return t.ready && epoch === t.epoch && conn.trackedEpoch === epoch
-  }
-
-  /** Re-reads a hot entry before it expires (no client waits for it). */
-  refresh(cacheKey: string, redisKeys: readonly string[], info: RefreshInfo): void {
-    if (this.inflight.has(cacheKey)) return
-    const conn = info.pool.pick(0)
-    if (conn === undefined) return
-    this.stats.refreshes++
-    conn.send(info.frame, new Fill(this, cacheKey, redisKeys, info.ttlMs, conn, info.frame, info.pool))
-  }
-
-  /** Adds a key written through the proxy to the tags the policy gives its pattern. */
   tagWrite(pool: Pool, key: string): void {
-    const policy = this.policy()
-    if (policy.tagRules.length === 0) return
-    for (const rule of policy.tagRules) {
-      if (!rule.match(key)) continue
-      const conn = pool.pick(0)
-      if (conn === undefined) return
-      for (const tag of rule.tags) conn.send(encodeCommand(['SADD', policy.source.tags.prefix + tag, Buffer.from(key, 'latin1')]), { reply: () => undefined, fail: () => undefined })
-    }
+    this.tags.tagWrite(pool, key)
   }
 
-  /** Deletes every key of the tags in Redis (one script per batch) and drops them locally; returns keys deleted. */
-  async invalidateTags(conn: UpstreamConnection, tags: string[]): Promise<number> {
-    const { prefix, batchSize } = this.policy().source.tags
-    let total = 0
-    for (const tag of tags) {
-      const set = prefix + tag
-      for (let round = 0; round < 1_000_000; round++) {
-        const members = await conn.call(['SRANDMEMBER', set, batchSize])
-        if (!Array.isArray(members) || members.length === 0) break
-        const keys = members.filter((m): m is Buffer => Buffer.isBuffer(m))
-        const args = [String(keys.length + 1), set, ...keys]
-        let n
-        try {
-          n = await conn.call(['EVALSHA', TAG_SCRIPT_SHA, ...args])
-        } catch (err) {
-          if (!(err instanceof ReplyError) || !err.message.startsWith('NOSCRIPT')) throw err
-          n = await conn.call(['EVAL', TAG_SCRIPT, ...args])
-        }
-        total += Number(n)
-        for (const k of keys) this.cache.invalidate(k.toString('latin1'))
+  cacheCommand(name: string, args: Buffer[], ctx: ProxyCommandContext): Buffer | Promise<Buffer> {
+    const arity = () => reply.error(`ERR wrong number of arguments for '${name.toLowerCase()}' command`)
+    switch (name) {
+      case 'CACHE.STATS':
+        return reply.map(this.statsPairs(), ctx.proto)
+      case 'CACHE.FLUSH':
+        this.reads.flush()
+        return reply.ok
+      case 'CACHE.HOTKEYS': {
+        const n = args.length > 1 ? Number(args[1]!.toString('latin1')) : 10
+        if (!(Number.isInteger(n) && n > 0)) return reply.error('ERR value is not an integer or out of range')
+        const top = this.reads.hot.top(Math.min(n, 1000))
+        return reply.array(top.map((t) => reply.array([reply.bulk(t.key, 2), reply.bulk(t.score.toFixed(2), 2)])))
       }
-      this.stats.tagInvalidations++
+      case 'CACHE.TAG': {
+        if (args.length < 3) return arity()
+        const conn = ctx.pool.pick(ctx.hint)
+        if (conn === undefined) return ctx.pool.lastError()
+        return this.tags.tag(conn, args[1]!.toString(), args.slice(2)).then(reply.integer, errorReply)
+      }
+      case 'CACHE.INVALIDATE': {
+        if (args.length < 2) return arity()
+        const conn = ctx.pool.pick(ctx.hint)
+        if (conn === undefined) return ctx.pool.lastError()
+        return this.tags.invalidate(conn, args.slice(1).map((a) => a.toString())).then(reply.integer, errorReply)
+      }
     }
-    return total
+    return reply.error(`ERR unknown command '${name}'`)
   }
 
   statsPairs(): Array<[string, number | string]> {
@@ -313,15 +283,21 @@ export class CacheProxy {
       ['flushes', s.flushes],
       ['refreshes', s.refreshes],
       ['tag_invalidations', s.tagInvalidations],
+      ['tag_errors', s.tagErrors],
       ['waiter_timeouts', s.waiterTimeouts],
       ['upstream_errors', s.upstreamErrors],
+      ['redis_hung', s.redisHung],
       ['protocol_errors', s.protocolErrors],
+      ['refused_commands', s.refusedCommands],
       ['output_limit_disconnects', s.outputLimitDisconnects],
-      ['entries', this.cache.size],
-      ['bytes', this.cache.bytes],
-      ['hot_keys', this.hot.hotCount()],
+      ['request_limit_disconnects', s.requestLimitDisconnects],
+      ['entries', this.reads.cache.size],
+      ['bytes', this.reads.cache.bytes],
+      ['hot_keys', this.reads.hot.hotCount()],
       ['clients', this.sessions.size],
       ['pinned_clients', this.pinnedCount],
+      ['request_bytes', this.requestBytes],
+      ['shared_connections', [...this.pools.values()].reduce((n, p) => n + p.conns.length, 0)],
       ['tracking', this.tracker.ready ? 1 : 0],
     ]
   }
@@ -332,8 +308,12 @@ export function createCacheProxy(config: Config, deps: CacheProxyDeps): CachePro
   return new CacheProxy(config, deps)
 }
 
-function poolKey(id: Identity): string {
-  const pass = id.pass === undefined ? '' : createHash('sha256').update(id.pass).digest('hex')
-  return `${id.proto}|${id.db}|${id.user ?? ''}|${pass}`
+function errorReply(err: Error): Buffer {
+  const m = err.message
+  return reply.error(err instanceof ReplyError && /^[A-Z]+ /.test(m) ? m : `ERR ${m}`)
 }
 
+function poolKey(id: Identity): string {
+  const auth = id.auth === undefined ? '' : createHash('sha256').update(JSON.stringify(id.auth)).digest('hex')
+  return `${id.proto}|${id.db}|${auth}`
+}

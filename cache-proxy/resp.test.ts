@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ProtocolError, RequestParser, decodeReply, encodeCommand, scanReply } from './resp.js'
+import { RequestParser } from './request.js'
+import { ProtocolError, decodeReply, encodeCommand, scanReply } from './resp.js'
 
 /** Parses every command in buf, feeding it in pieces cut at `cuts`, like a socket would. */
 function parseAll(buf: Buffer, cuts: number[] = []): string[][] {
@@ -56,12 +57,51 @@ describe('RequestParser', () => {
 
   it('rejects garbage and oversized inline requests', () => {
     const p = new RequestParser()
-    for (const bad of ['*x\r\n', '*1\r\n$-5\r\n', '*1\r\n$3\r\nGETX\r\n', 'GET "unbalanced\r\n', '*2\r\n$03\r\n']) {
+    for (const bad of ['*x\r\n', '*1\r\n$-5\r\n', '*3000000000\r\n', 'GET "unbalanced\r\n', '*2\r\n$03\r\n', '*01\r\n']) {
       const b = Buffer.from(bad)
       expect(() => p.parse(b, 0, b.length), bad).toThrow(ProtocolError)
     }
     const big = Buffer.alloc(70 * 1024, 'a')
     expect(() => p.parse(big, 0, big.length)).toThrow('too big inline request')
+  })
+
+  it('reads lines as Redis does: a NUL byte hides the newline, so the line only ends as too big', () => {
+    const p = new RequestParser()
+    const payload = Buffer.alloc(70 * 1024, 'A\n')
+    const cases: Array<[string, string]> = [
+      ['\x00', 'Protocol error: too big inline request'],
+      ['*\x00', 'Protocol error: too big mbulk count string'],
+      ['$\x00', 'Protocol error: too big inline request'],
+      ['*1\r\n$\x00', 'Protocol error: too big bulk count string'],
+    ]
+    for (const [head, error] of cases) {
+      const b = Buffer.concat([Buffer.from(head, 'latin1'), payload])
+      expect(p.parse(b, 0, 1024), JSON.stringify(head)).toBe(-1)
+      expect(() => p.parse(b, 0, b.length), JSON.stringify(head)).toThrow(error)
+    }
+  })
+
+  it('skips the two bytes after bulk data unchecked, as Redis does', () => {
+    const p = new RequestParser()
+    const b = Buffer.from('*1\r\n$3\r\nGETX\r\n')
+    expect(p.parse(b, 0, b.length)).toBe(13)
+    expect(p.arg(0)).toBe('GET')
+  })
+
+  it('resumes a frame cut across reads where it stopped, also after the frame moved', () => {
+    const args = Array.from({ length: 5000 }, (_, i) => `a${i}`)
+    const frame = encodeCommand(['RPUSH', 'k', ...args])
+    const p = new RequestParser()
+    let pending = Buffer.alloc(0)
+    let done = -1
+    for (let i = 0; i < frame.length && done < 0; i += 997) {
+      // A new buffer each time, with 3 bytes in front: offsets must be relative to the frame.
+      pending = Buffer.concat([Buffer.from('xyz'), pending.subarray(pending.length ? 3 : 0), frame.subarray(i, i + 997)])
+      done = p.parse(pending, 3, pending.length)
+    }
+    expect(done).toBe(pending.length)
+    expect(p.argc).toBe(5002)
+    expect(p.arg(5001)).toBe('a4999')
   })
 
   it('says how many bytes a large bulk still needs', () => {

@@ -1,7 +1,6 @@
-// RESP framing for the proxy. Requests are parsed into argument offsets over the receive buffer
-// (no copies, no per-argument allocation); replies are only *scanned* for their end so that their
-// raw bytes can be forwarded unchanged. A full decoder exists for the few replies the proxy reads
-// itself (tracking messages, tag scripts, HELLO). Error texts match Redis's own.
+// RESP framing for the proxy. Replies are only *scanned* for their end so that their raw bytes can
+// be forwarded unchanged; a full decoder exists for the few replies the proxy reads itself
+// (tracking messages, tag scripts). Requests are read by request.ts.
 
 const CR = 13
 const LF = 10
@@ -19,20 +18,8 @@ export class ProtocolError extends Error {
   }
 }
 
-export interface RequestLimits {
-  /** Largest bulk argument (Redis: proto-max-bulk-len). */
-  maxBulkBytes: number
-  /** Most arguments in one command (Redis: 1024*1024). */
-  maxArgs: number
-  /** Longest inline command or header line without a newline (Redis: 64 KiB). */
-  maxInlineBytes: number
-}
-
-export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxBulkBytes: 512 * 1024 * 1024, maxArgs: 1024 * 1024, maxInlineBytes: 64 * 1024 }
-
-/** Reads an unsigned decimal terminated by CRLF at buf[p..end). Returns [value, next] or null if incomplete. */
+/** Reads a decimal terminated by CRLF at buf[p..end) in a reply header; -2 when incomplete. Sets lineEnd. */
 function readLineInt(buf: Buffer, p: number, end: number, what: string, max: number): number {
-  // Returns the value; sets lineEnd. -2 = incomplete.
   let v = 0
   let neg = false
   let digits = 0
@@ -58,169 +45,6 @@ function readLineInt(buf: Buffer, p: number, end: number, what: string, max: num
   return -2
 }
 let lineEnd = 0
-
-/**
- * Incremental request parser. `parse(buf, pos, end)` reads one command starting at `pos` and returns
- * the offset after it, or -1 when more bytes are needed (`need` then says how many bytes from `pos`
- * the frame needs at least). The arguments of the last command stay readable until the next call.
- */
-export class RequestParser {
-  argc = 0
-  /** true when the last command came inline (its args are in `inlineArgs`). */
-  inline = false
-  need = 0
-  buf: Buffer = Buffer.alloc(0)
-  private starts = new Int32Array(16)
-  private ends = new Int32Array(16)
-  private inlineArgs: Buffer[] = []
-
-  constructor(private readonly limits: RequestLimits = DEFAULT_REQUEST_LIMITS) {}
-
-  parse(buf: Buffer, pos: number, end: number): number {
-    this.buf = buf
-    this.need = 0
-    if (pos >= end) return -1
-    if (buf[pos] !== 42) return this.parseInline(buf, pos, end)
-    this.inline = false
-    const count = readLineInt(buf, pos + 1, end, 'multibulk', this.limits.maxArgs)
-    if (count === -2) return -1
-    let p = lineEnd
-    if (count <= 0) {
-      this.argc = 0
-      return p
-    }
-    if (count > this.starts.length) {
-      const size = Math.min(Math.max(count, this.starts.length * 2), this.limits.maxArgs)
-      this.starts = new Int32Array(size)
-      this.ends = new Int32Array(size)
-    }
-    for (let i = 0; i < count; i++) {
-      if (p >= end) return -1
-      if (buf[p] !== 36) throw new ProtocolError(`Protocol error: expected '$', got '${String.fromCharCode(buf[p]!)}'`)
-      const len = readLineInt(buf, p + 1, end, 'bulk', this.limits.maxBulkBytes)
-      if (len === -2) return -1
-      if (len < 0) throw new ProtocolError('Protocol error: invalid bulk length')
-      p = lineEnd
-      if (p + len + 2 > end) {
-        this.need = p + len + 2 - pos
-        return -1
-      }
-      if (buf[p + len] !== CR || buf[p + len + 1] !== LF) throw new ProtocolError('Protocol error: bulk not terminated by CRLF')
-      this.starts[i] = p
-      this.ends[i] = p + len
-      p += len + 2
-    }
-    this.argc = count
-    return p
-  }
-
-  private parseInline(buf: Buffer, pos: number, end: number): number {
-    const nl = buf.indexOf(LF, pos)
-    if (nl === -1 || nl >= end) {
-      if (end - pos > this.limits.maxInlineBytes) throw new ProtocolError('Protocol error: too big inline request')
-      return -1
-    }
-    if (nl - pos > this.limits.maxInlineBytes) throw new ProtocolError('Protocol error: too big inline request')
-    const lineEndAt = nl > pos && buf[nl - 1] === CR ? nl - 1 : nl
-    this.inline = true
-    this.inlineArgs = splitArgs(buf, pos, lineEndAt)
-    this.argc = this.inlineArgs.length
-    return nl + 1
-  }
-
-  /** Argument i as a Buffer view (no copy for multibulk). */
-  argBuf(i: number): Buffer {
-    return this.inline ? this.inlineArgs[i]! : this.buf.subarray(this.starts[i]!, this.ends[i]!)
-  }
-
-  /** Argument i as a latin1 string (binary-safe: one char per byte). */
-  arg(i: number): string {
-    return this.inline ? latin1(this.inlineArgs[i]!, 0, this.inlineArgs[i]!.length) : latin1(this.buf, this.starts[i]!, this.ends[i]!)
-  }
-
-  argLen(i: number): number {
-    return this.inline ? this.inlineArgs[i]!.length : this.ends[i]! - this.starts[i]!
-  }
-
-  /** Argument i compared case-insensitively to an upper-case ASCII word, without allocating. */
-  argIs(i: number, upper: string): boolean {
-    if (this.argLen(i) !== upper.length) return false
-    const b = this.inline ? this.inlineArgs[i]! : this.buf
-    const s = this.inline ? 0 : this.starts[i]!
-    for (let k = 0; k < upper.length; k++) if ((b[s + k]! & 0xdf) !== upper.charCodeAt(k)) return false
-    return true
-  }
-
-  /** Argument i as an integer, or NaN. */
-  argInt(i: number): number {
-    const s = this.arg(i)
-    return /^-?\d{1,15}$/.test(s) ? Number(s) : NaN
-  }
-
-  allArgs(): Buffer[] {
-    const out: Buffer[] = []
-    for (let i = 0; i < this.argc; i++) out.push(this.argBuf(i))
-    return out
-  }
-}
-
-const HEX = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102)
-
-/** Splits an inline command like Redis's sdssplitargs: spaces, "double" quotes with escapes, 'single' quotes. */
-export function splitArgs(buf: Buffer, pos: number, end: number): Buffer[] {
-  const out: Buffer[] = []
-  let p = pos
-  const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13 || c === 11 || c === 12
-  for (;;) {
-    while (p < end && isSpace(buf[p]!)) p++
-    if (p >= end) return out
-    const cur: number[] = []
-    let inDq = false
-    let inSq = false
-    for (;;) {
-      if (inDq) {
-        if (p >= end) throw new ProtocolError('Protocol error: unbalanced quotes in request')
-        const c = buf[p]!
-        if (c === 92 && p + 3 < end && buf[p + 1] === 120 && HEX(buf[p + 2]!) && HEX(buf[p + 3]!)) {
-          cur.push(parseInt(String.fromCharCode(buf[p + 2]!, buf[p + 3]!), 16))
-          p += 3
-        } else if (c === 92 && p + 1 < end) {
-          p++
-          const e = buf[p]!
-          cur.push(e === 110 ? 10 : e === 114 ? 13 : e === 116 ? 9 : e === 98 ? 8 : e === 97 ? 7 : e)
-        } else if (c === 34) {
-          if (p + 1 < end && !isSpace(buf[p + 1]!)) throw new ProtocolError('Protocol error: unbalanced quotes in request')
-          inDq = false
-          p++
-          break
-        } else cur.push(c)
-        p++
-      } else if (inSq) {
-        if (p >= end) throw new ProtocolError('Protocol error: unbalanced quotes in request')
-        const c = buf[p]!
-        if (c === 92 && p + 1 < end && buf[p + 1] === 39) {
-          cur.push(39)
-          p++
-        } else if (c === 39) {
-          if (p + 1 < end && !isSpace(buf[p + 1]!)) throw new ProtocolError('Protocol error: unbalanced quotes in request')
-          inSq = false
-          p++
-          break
-        } else cur.push(c)
-        p++
-      } else {
-        if (p >= end) break
-        const c = buf[p]!
-        if (isSpace(c)) break
-        if (c === 34) inDq = true
-        else if (c === 39) inSq = true
-        else cur.push(c)
-        p++
-      }
-    }
-    out.push(Buffer.from(cur))
-  }
-}
 
 /**
  * Finds the end of one RESP2/RESP3 reply at buf[pos..end) without decoding it. Returns the offset
@@ -394,50 +218,62 @@ export const reply = {
 }
 
 /**
- * Received bytes not yet parsed. A frame cut across reads is joined once; a large bulk waits as a
- * list of chunks until it is complete, instead of being copied again on every read.
+ * Received bytes not yet parsed. A chunk that leaves nothing behind is used as it is (no copy);
+ * otherwise bytes go into a store that doubles when full, so a frame cut across many reads costs
+ * linear time. Bytes already handed out (frames forwarded as views) are never overwritten: the
+ * store only grows at its end, and a full store is replaced, not reused.
  */
 export class InputBuffer {
-  buf: Buffer = Buffer.alloc(0)
+  buf: Buffer = EMPTY
   pos = 0
-  private chunks: Buffer[] | null = null
-  private chunksLen = 0
+  private store: Buffer | null = null
   private needed = 0
 
-  /** Adds a received chunk; false while a large frame is still incomplete (nothing to parse yet). */
+  /** Unparsed bytes held. */
+  get size(): number {
+    return this.buf.length - this.pos
+  }
+
+  /** Adds a received chunk; false while the frame waited for (see `wait`) is still incomplete. */
   push(chunk: Buffer): boolean {
-    if (this.chunks !== null) {
-      this.chunks.push(chunk)
-      this.chunksLen += chunk.length
-      if (this.chunksLen < this.needed) return false
-      this.buf = Buffer.concat(this.chunks, this.chunksLen)
-      this.chunks = null
-    } else if (this.pos < this.buf.length) {
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk])
-    } else {
+    const live = this.buf.length - this.pos
+    if (live === 0) {
       this.buf = chunk
+      this.pos = 0
+      this.store = null
+    } else {
+      const len = this.buf.length
+      let store = this.store
+      if (store === null || store.length - len < chunk.length || this.buf.buffer !== store.buffer || this.buf.byteOffset !== store.byteOffset) {
+        store = Buffer.allocUnsafe(Math.max(2 * (live + chunk.length), 16 * 1024))
+        this.buf.copy(store, 0, this.pos, len)
+        chunk.copy(store, live)
+        this.store = store
+        this.buf = store.subarray(0, live + chunk.length)
+        this.pos = 0
+      } else {
+        chunk.copy(store, len)
+        this.buf = store.subarray(0, len + chunk.length)
+      }
     }
-    this.pos = 0
+    if (this.buf.length - this.pos < this.needed) return false
+    this.needed = 0
     return true
   }
 
-  /** The parser needs `need` bytes from `pos` on: park the rest until they are there. */
+  /** The parser needs `need` bytes from `pos` on: push() says false until they are there (once). */
   wait(need: number): void {
-    const have = this.buf.length - this.pos
-    if (need <= have) return
-    this.chunks = [this.buf.subarray(this.pos)]
-    this.chunksLen = have
     this.needed = need
-    this.buf = Buffer.alloc(0)
-    this.pos = 0
   }
 
   /** Every unparsed byte, and the buffer emptied. */
   take(): Buffer {
-    const rest = this.chunks !== null ? Buffer.concat(this.chunks) : this.buf.subarray(this.pos)
-    this.chunks = null
-    this.buf = Buffer.alloc(0)
+    const rest = this.buf.subarray(this.pos)
+    this.buf = EMPTY
     this.pos = 0
+    this.store = null
+    this.needed = 0
     return rest
   }
 }
+const EMPTY = Buffer.alloc(0)

@@ -1,7 +1,8 @@
-// Connections to Redis. A shared connection pipelines the commands of many clients: writes made
-// in one event-loop turn leave in one syscall, and replies are matched to their senders in FIFO
-// order by scanning (not decoding) the reply stream. Connections reconnect with backoff; while one
-// is down, a command fails at once instead of waiting.
+// Shared connections to Redis. One pipelines the commands of many clients: writes made in one
+// event-loop turn leave in one syscall, and replies are matched to their senders in FIFO order by
+// scanning (not decoding) the reply stream. Connections reconnect with backoff; while one is down,
+// a command fails at once instead of waiting. A connection never decides by itself that Redis is
+// dead because an answer is slow: the proxy's liveness check does (liveness.ts).
 import { connect, type Socket } from 'node:net'
 import type { Logger } from '../lib/logger.js'
 import { InputBuffer, ProtocolError, ReplyError, decodeReply, encodeCommand, reply, scanNeed, scanReply, type ReplyValue } from './resp.js'
@@ -65,20 +66,30 @@ export class WriteBatch {
 export interface Identity {
   readonly proto: 2 | 3
   readonly db: number
-  readonly user: string | undefined
-  readonly pass: string | undefined
+  /**
+   * The arguments of the AUTH that authenticated the client (`[password]` or `[user, password]`,
+   * latin1), replayed as they were on every connection of this identity; none = Redis's default.
+   */
+  readonly auth: readonly string[] | undefined
 }
 
-/** The commands that give a fresh connection an identity: HELLO/AUTH, SELECT. */
+/** The commands that give a fresh connection an identity: AUTH, HELLO 3, SELECT. */
 export function identityInit(id: Identity): Buffer[] {
   const out: Buffer[] = []
-  if (id.proto === 3 || id.pass !== undefined) {
-    const args: string[] = ['HELLO', String(id.proto)]
-    if (id.pass !== undefined) args.push('AUTH', id.user ?? 'default', id.pass)
-    out.push(encodeCommand(args))
-  }
+  if (id.auth !== undefined) out.push(encodeCommand(['AUTH', ...id.auth]))
+  if (id.proto === 3) out.push(encodeCommand(['HELLO', '3']))
   if (id.db !== 0) out.push(encodeCommand(['SELECT', String(id.db)]))
   return out
+}
+
+/** A frame sent first on every (re)connection. */
+export interface InitFrame {
+  frame: Buffer
+  /**
+   * An error reply to an optional frame is ignored (e.g. CLIENT SETNAME that an ACL forbids),
+   * except NOAUTH: a connection that is not authenticated is of no use.
+   */
+  optional?: boolean
 }
 
 export interface ConnectionOptions {
@@ -86,12 +97,10 @@ export interface ConnectionOptions {
   port: number
   proto: 2 | 3
   connectTimeoutMs: number
-  /** Commands outstanding with no reply for this long drop the connection; 0 = no limit. */
-  replyTimeoutMs?: number
   log: Logger
   batch: WriteBatch
-  /** Frames sent first on every (re)connection; an error reply to any of them fails the connection. */
-  init: () => Buffer[]
+  /** Frames sent first on every (re)connection; an error reply to a required one fails the connection. */
+  init: () => Array<Buffer | InitFrame>
   onReady?: (conn: UpstreamConnection) => void
   /** The connection failed or dropped; `error` says why (a RESP error from init, or a socket error). */
   onDown?: (conn: UpstreamConnection, error: Buffer, wasReady: boolean) => void
@@ -116,8 +125,15 @@ export class UpstreamConnection {
   private retryTimer: NodeJS.Timeout | undefined
   private lastError: Buffer = unavailable('not connected yet')
   /** When a reply last arrived, or the queue last went from empty to waiting. */
-  private lastProgress = 0
-  private watchdog: NodeJS.Timeout | undefined
+  lastProgress = 0
+  /** When Redis last sent anything on this connection. */
+  lastReplyAt = 0
+  /** When a command was last sent (idle extra connections are closed). */
+  lastUsed = Date.now()
+  /** The last setup refusal logged, so that a retry loop logs a refusal once, not every second. */
+  private loggedRefusal = ''
+  private dropped = false
+  private closedReady = false
 
   constructor(private readonly opts: ConnectionOptions) {}
 
@@ -130,13 +146,13 @@ export class UpstreamConnection {
     return this.state === 'ready' || this.state === 'connecting'
   }
 
+  /** How long the oldest outstanding command has waited with no reply; 0 when none waits. */
+  stalledFor(now: number): number {
+    return this.queue.length === 0 ? 0 : now - this.lastProgress
+  }
+
   connect(): void {
     if (this.state === 'closed') return
-    const limit = this.opts.replyTimeoutMs ?? 0
-    if (limit > 0 && !this.watchdog) {
-      this.watchdog = setInterval(() => this.checkStalled(limit), Math.min(1000, Math.ceil(limit / 2)))
-      this.watchdog.unref()
-    }
     this.state = 'connecting'
     this.sink = undefined
     const socket = connect({ host: this.opts.host, port: this.opts.port, noDelay: true })
@@ -153,23 +169,27 @@ export class UpstreamConnection {
       this.lastError = unavailable(err.message)
     })
     socket.on('close', () => this.onClose(socket))
-    const frames = this.opts.init()
+    const frames = this.opts.init().map((f) => (Buffer.isBuffer(f) ? { frame: f } : f))
     let left = frames.length
     const done = () => {
       if (this.socket !== socket || this.state !== 'connecting') return
       this.state = 'ready'
       this.backoffMs = 50
+      this.loggedRefusal = ''
       this.opts.onReady?.(this)
     }
     let refused = false
-    for (const frame of frames) {
+    for (const { frame, optional } of frames) {
       this.write(frame, {
         reply: (b, s, e) => {
           if (refused) return
-          if (b[s] === 45 || b[s] === 33) {
+          const isError = b[s] === 45 || b[s] === 33
+          if (isError && (!optional || b.toString('latin1', s + 1, s + 7) === 'NOAUTH')) {
             refused = true
             this.lastError = Buffer.from(b.subarray(s, e))
-            this.opts.log.warn({ reply: b.toString('latin1', s, Math.min(e, s + 200)).trim() }, 'redis refused a connection setup command')
+            const text = b.toString('latin1', s, Math.min(e, s + 200)).trim()
+            if (text !== this.loggedRefusal) this.opts.log.warn({ reply: text }, 'redis refused a connection setup command')
+            this.loggedRefusal = text
             socket.destroy()
           } else if (--left === 0) done()
         },
@@ -179,9 +199,17 @@ export class UpstreamConnection {
     if (frames.length === 0) socket.once('connect', done)
   }
 
+  /** Drops the connection (its commands fail with `why`); it reconnects as after any loss. */
+  drop(why: Buffer): void {
+    this.lastError = why
+    this.dropped = true
+    this.socket?.destroy()
+  }
+
   /** Sends one frame; the pending gets its reply, or fails at once when the connection is down. */
   send(frame: Buffer, p: Pending): void {
     if (this.state !== 'ready' && this.state !== 'connecting') return p.fail(this.lastError)
+    this.lastUsed = Date.now()
     this.write(frame, p)
   }
 
@@ -204,9 +232,10 @@ export class UpstreamConnection {
   }
 
   close(): void {
+    // What was read on it leaves the cache like after any loss: Redis stops tracking it.
+    this.closedReady = this.state === 'ready'
     this.state = 'closed'
     clearTimeout(this.retryTimer)
-    clearInterval(this.watchdog)
     this.socket?.destroy()
   }
 
@@ -222,20 +251,13 @@ export class UpstreamConnection {
     this.queue.push(p)
   }
 
-  private checkStalled(limitMs: number): void {
-    if (this.queue.length === 0 || this.state === 'closed' || Date.now() - this.lastProgress <= limitMs) return
-    this.lastError = unavailable(`no reply from redis within ${limitMs} ms`)
-    this.opts.log.warn({ pending: this.queue.length, limitMs }, 'redis stopped answering; dropping the connection')
-    this.socket?.destroy()
-  }
-
   private readonly uncork = () => {
     this.corked = false
     this.socket?.uncork()
   }
 
   private onData(chunk: Buffer): void {
-    this.lastProgress = Date.now()
+    this.lastProgress = this.lastReplyAt = Date.now()
     const input = this.input
     if (!input.push(chunk)) return
     const buf = input.buf
@@ -271,12 +293,13 @@ export class UpstreamConnection {
 
   private onClose(socket: Socket): void {
     if (this.socket !== socket) return
-    const wasReady = this.state === 'ready'
+    const wasReady = this.state === 'ready' || this.closedReady
     if (this.state !== 'closed') this.state = 'down'
     this.trackedEpoch = -1
     const error = this.lastError
     const failed = this.queue.drain()
-    const lost = wasReady ? reply.error('ERR upstream connection lost (flowgate cache proxy)') : error
+    const lost = wasReady && !this.dropped ? reply.error('ERR upstream connection lost (flowgate cache proxy)') : error
+    this.dropped = false
     this.opts.batch.begin()
     try {
       for (const p of failed) p.fail(lost)
@@ -287,85 +310,5 @@ export class UpstreamConnection {
     if (this.state === 'closed' || !this.opts.reconnect) return
     this.retryTimer = setTimeout(() => this.connect(), this.backoffMs)
     this.backoffMs = Math.min(this.backoffMs * 2, 1000)
-  }
-}
-
-/**
- * The Redis side of client tracking: a RESP2 connection subscribed to `__redis__:invalidate`, the
- * REDIRECT target of every shared connection. Each (re)connection starts a new epoch; a fill is only
- * stored when it was read under the current epoch, so nothing read while tracking was broken stays.
- */
-export class Tracker {
-  epoch = 0
-  id = -1
-  ready = false
-  private conn: UpstreamConnection
-  private started = 0
-  private readonly log: Logger
-
-  constructor(
-    opts: Omit<ConnectionOptions, 'init' | 'onReady' | 'onDown' | 'reconnect' | 'proto'> & { pass?: string; user?: string },
-    private readonly handlers: { onReady(id: number, epoch: number): void; onLost(): void; onKeys(keys: Buffer[] | null): void },
-  ) {
-    this.log = opts.log
-    const auth = opts.pass !== undefined ? [encodeCommand(opts.user ? ['AUTH', opts.user, opts.pass] : ['AUTH', opts.pass])] : []
-    auth.push(encodeCommand(['CLIENT', 'SETNAME', 'flowgate-cache-tracking']))
-    this.conn = new UpstreamConnection({
-      ...opts,
-      proto: 2,
-      reconnect: true,
-      init: () => auth,
-      onReady: (c) => this.subscribe(c),
-      onDown: () => {
-        this.epoch++
-        this.id = -1
-        if (this.ready) {
-          this.ready = false
-          handlers.onLost()
-        }
-      },
-    })
-  }
-
-  start(): void {
-    this.conn.connect()
-  }
-
-  close(): void {
-    this.conn.close()
-  }
-
-  private subscribe(c: UpstreamConnection): void {
-    const attempt = ++this.started
-    c.call(['CLIENT', 'ID'])
-      .then((id) => {
-        if (attempt !== this.started) return
-        this.id = Number(id)
-        // SUBSCRIBE's confirmation and every later message arrive on this connection; the sink
-        // reads the messages that come without a request.
-        const sink = this.messages(attempt)
-        c.sink = sink
-        c.send(encodeCommand(['SUBSCRIBE', '__redis__:invalidate']), sink)
-      })
-      .catch((err: Error) => this.log.error({ err: err.message }, 'tracking connection setup failed'))
-  }
-
-  private messages(attempt: number): Pending {
-    return {
-      reply: (b, s) => {
-        const v = decodeReply(b, s).value
-        if (!Array.isArray(v) || attempt !== this.started) return
-        const kind = Buffer.isBuffer(v[0]) ? v[0].toString() : String(v[0])
-        if (kind === 'subscribe') {
-          this.epoch++
-          this.ready = true
-          this.handlers.onReady(this.id, this.epoch)
-        } else if (kind === 'message') {
-          const payload = v[2]
-          this.handlers.onKeys(Array.isArray(payload) ? (payload.filter((x) => Buffer.isBuffer(x)) as Buffer[]) : null)
-        }
-      },
-      fail: () => undefined,
-    }
   }
 }

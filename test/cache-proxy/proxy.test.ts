@@ -16,7 +16,7 @@ beforeAll(async () => {
 rules:
   - commands: [GET]
     keys: ['short:*']
-    ttlSec: 0.3
+    ttlSec: 0.6
   - commands: [GET, MGET, HGETALL, HGET, SMEMBERS]
     keys: ['*']
     ttlSec: 60
