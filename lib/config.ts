@@ -89,6 +89,14 @@ export const ConfigSchema = Type.Object({
   subscriberMaxDeliver: Int('SUBSCRIBER_MAX_DELIVER', 'deliveries of one event before the subscriber gives up on it', 10, 1, 1000),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
   otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
+  // Proxy routes to HTTP upstreams
+  servicesFile: Opt('SERVICES_FILE', 'YAML or JSON file of upstreams and proxy routes, re-read on change; unset = no proxy routes'),
+  servicesPollMs: Int('SERVICES_POLL_MS', 'how often the services file is checked for changes besides the file watch', 500, 50, 60000),
+  servicesKvEnabled: Bool('SERVICES_KV_ENABLED', 'watch the NATS KV bucket in which HTTP services register themselves', false),
+  servicesKvTtlSec: Int('SERVICES_KV_TTL_SEC', 'how long a registration lasts without a heartbeat (`flowgate upstream register` renews it every third of that)', 15, 3, 300),
+  consulUrl: Opt('CONSUL_URL', 'Consul agent HTTP address for upstreams discovered through Consul; off when unset'),
+  consulToken: Opt('CONSUL_TOKEN', 'Consul ACL token'),
+  demoUpstreams: Bool('DEMO_UPSTREAMS', 'in development, `flowgate start` without SERVICES_FILE runs two demo upstreams behind /api/products', true),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>
