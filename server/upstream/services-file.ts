@@ -178,7 +178,7 @@ function upstream(name: string, u: UpstreamFile, where: string, problems: string
     urls.add(url)
     targets.push({ url, weight: t.weight ?? 1 })
   })
-  if (targets.length === 0 && u.discover === undefined) problems.push(`${where}: needs targets or a discover source`)
+  if ((u.targets ?? []).length === 0 && u.discover === undefined) problems.push(`${where}: needs targets or a discover source`)
   const timeouts = { ...DEFAULTS.timeouts, ...u.timeouts }
   if (timeouts.tryMs > timeouts.requestMs) problems.push(`${where}/timeouts: tryMs (${timeouts.tryMs}) is longer than requestMs (${timeouts.requestMs})`)
   const retry = { ...DEFAULTS.retry, ...u.retry }
