@@ -125,3 +125,30 @@ export function rawCall(base: string, path: string, init: { method?: string; hea
     req.end(init.body)
   })
 }
+
+export interface ProxyGateway {
+  base: string
+  gateway: import('../../server/gateway.js').Gateway
+  file: { path: string; write(next: unknown): void }
+  edge: import('../events/edge-stack.js').EdgeGateway
+  stop(): Promise<void>
+}
+
+/** A gateway with its edge (events on) serving `doc` as its services file, listening on a free port. */
+export async function startProxyGateway(natsUrl: string, doc: unknown, log: import('../../lib/logger.js').Logger, overrides: Record<string, unknown> = {}): Promise<ProxyGateway> {
+  const { startEdgeGateway } = await import('../events/edge-stack.js')
+  const { testConfig } = await import('../harness/stack.js')
+  const file = servicesFile(doc)
+  const config = testConfig(natsUrl, { servicesFile: file.path, servicesPollMs: 100, rateLimitEnabled: false, blocklistEnabled: false, ...overrides })
+  const edge = await startEdgeGateway(config, log)
+  await edge.gateway.app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = edge.gateway.app.server.address() as { port: number }
+  return { base: `http://127.0.0.1:${port}`, gateway: edge.gateway, file, edge, stop: () => edge.stop() }
+}
+
+/** An admin bearer header for the stats routes. */
+export async function adminHeader(natsUrl: string): Promise<Record<string, string>> {
+  const { createTokenService } = await import('../../lib/auth.js')
+  const { testConfig } = await import('../harness/stack.js')
+  return { authorization: `Bearer ${createTokenService(testConfig(natsUrl)).sign({ sub: 'ops', role: 'admin' }).token}` }
+}
