@@ -55,7 +55,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     const path = upstreamPath(request.url, spec.stripPrefix, '')
     if (path === undefined) throw errors.validation([{ field: 'path', message: 'the path must spell the route prefix without percent-encoding' }])
     const length = bodyLength(request)
-    if (length > spec.bodyLimitBytes) throw errors.payloadTooLarge(`Request body is larger than ${spec.bodyLimitBytes} bytes`)
+    if (Number.isFinite(length) && length > spec.bodyLimitBytes) throw errors.payloadTooLarge(`Request body is larger than ${spec.bodyLimitBytes} bytes`)
     reply.hijack()
     new ProxyCall(request, reply, target, path, length, deps).start()
     return reply
