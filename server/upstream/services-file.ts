@@ -147,8 +147,8 @@ function normalise(doc: { upstreams: Record<string, UpstreamFile>; routes?: Rout
   ;(doc.routes ?? []).forEach((r, i) => {
     const where = `/routes/${i}`
     const route = routeOf(r, where, problems, opts)
-    if (!route) return
     if (!Object.hasOwn(doc.upstreams, r.upstream)) problems.push(`${where}/upstream: unknown upstream "${r.upstream}"`)
+    if (!route) return
     for (const m of route.methods) {
       const key = `${m} ${templateKey(route.path)}`
       if (seen.has(key)) problems.push(`${where}: ${m} ${route.path} is declared twice`)

@@ -175,6 +175,18 @@ export async function createUpstreams(config: Pick<Config, 'servicesFile' | 'ser
     }
   }
 
+  // A flow that appears later on a proxy route's path wins it (flows resolve first): said once.
+  let flowsSeen: RouteTable | undefined
+  let clashSaid = ''
+  function watchFlowClashes() {
+    const flows = deps.flows()
+    if (flows === flowsSeen) return
+    flowsSeen = flows
+    const text = clashes(gen.table, flows).join('\n')
+    if (text !== '' && text !== clashSaid) log.warn({ clashes: text.split('\n') }, 'a flow now takes requests of a proxy route: the flow is served')
+    clashSaid = text
+  }
+
   let reloading: Promise<'applied' | 'unchanged' | 'rejected'> | undefined
   async function reloadNow(): Promise<'applied' | 'unchanged' | 'rejected'> {
     if (path === undefined || closed) return 'unchanged'
@@ -203,7 +215,10 @@ export async function createUpstreams(config: Pick<Config, 'servicesFile' | 'ser
     } catch (err) {
       log.warn({ err }, 'services file cannot be watched; polling only')
     }
-    poll = setInterval(() => void reload(), config.servicesPollMs)
+    poll = setInterval(() => {
+      void reload()
+      watchFlowClashes()
+    }, config.servicesPollMs)
     poll.unref()
   }
 
