@@ -33,6 +33,7 @@ const HELP = `flowgate <command>
   cache-proxy   the RESP caching proxy in front of Redis
   events tail [--all] [kind]     print gateway events as they arrive
   blocks list | add <address> [ttlSec] | lift <address>
+  upstream register <service> <url> [--weight n] [--ttl sec] | upstream list
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
@@ -75,6 +76,16 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop.abort())
     process.once('SIGTERM', () => stop.abort())
     const code = await runEdgeCommand(command, rest, config, log, (line) => console.log(line), stop.signal)
+    log.flush()
+    return code
+  }
+
+  if (command === 'upstream') {
+    const { runUpstreamCommand } = await import('./upstream.js')
+    const stop = new AbortController()
+    process.once('SIGINT', () => stop.abort())
+    process.once('SIGTERM', () => stop.abort())
+    const code = await runUpstreamCommand(rest, config, log, (line) => console.log(line), stop.signal)
     log.flush()
     return code
   }

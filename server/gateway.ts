@@ -27,6 +27,7 @@ import { createResolver, targetOf } from './resolver.js'
 import { registerTelemetryRoute } from './telemetry-route.js'
 import { registerTraceRoutes } from './traces.js'
 import { createProxyHandler } from './upstream/proxy.js'
+import { startDiscoverySources } from './upstream/sources.js'
 import { registerUpstreamStatsRoutes } from './upstream/stats-routes.js'
 import { createUpstreams, type Upstreams } from './upstream/upstreams.js'
 
@@ -65,6 +66,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log })
   const discovery = createDiscovery(nc, config, log)
   const upstreams = await createUpstreams(config, { log, registry: deps.registry, events: deps.edge?.events, flows: () => discovery.table() })
+  const sources = startDiscoverySources(config, nc, upstreams, log)
   const resolver = createResolver(() => discovery.table(), () => upstreams.table())
   let closing = false
 
@@ -129,6 +131,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
       })
       discovery.close()
       requester.close()
+      sources.close()
       await upstreams.close()
     },
   }
