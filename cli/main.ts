@@ -120,11 +120,20 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal)
   })
 
+  // Try it at once: in development with no services file, two demo upstreams behind /api/products.
+  let runConfig = config
+  const demo = command === 'start' && config.nodeEnv === 'development' && config.servicesFile === undefined && config.demoUpstreams
   try {
     if (command === 'start') devNats = await ensureNats(config, (line) => console.log(line))
+    if (demo) {
+      const { startDemoUpstreams } = await import('./demo-upstreams.js')
+      const upstreams = await startDemoUpstreams(config.dataDir)
+      started.push(upstreams)
+      runConfig = Object.freeze({ ...config, servicesFile: upstreams.servicesFile })
+    }
     for (const name of names) {
       const starter = await processes[name]!()
-      started.push(await starter(config, log))
+      started.push(await starter(runConfig, log))
     }
   } catch (err) {
     await stopAll()
@@ -133,7 +142,8 @@ async function main(argv: string[]): Promise<number> {
   for (const r of started) console.log(`✔ ${r.describe}`)
   if (command === 'start' || command === 'gateway') {
     const base = `http://localhost:${config.port}`
-    console.log(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck\n  open ${base}/docs\n`)
+    const products = demo ? `\n  curl ${base}/api/products        (a proxy route to two demo upstreams; SERVICES_FILE to use your own)` : ''
+    console.log(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck${products}\n  open ${base}/docs\n`)
   }
   return done
 }
