@@ -138,6 +138,8 @@ class ProxyCall {
     }
     this.attempts++
     this.tried.push(t)
+    // The last target tried names the request in the log ring, failed or not.
+    this.request.upstream = t.label
     if (this.attempts > 1) {
       this.deps.metrics.retry(this.upstream.name)
       if (!this.retrying) {
@@ -191,7 +193,6 @@ class ProxyCall {
       return ex.abort(new UpstreamStatus(status))
     }
     const r = this.request
-    r.upstream = ex.t.label
     const out = responseHeaders(headers, this.upstream.spec.stripResponseHeaders, this.reply.getHeaders(), this.deps.securityHeaderNames)
     if (this.target.route.spec.meta && isJson(out['content-type']) && Number(out['content-length'] ?? 0) <= META_MAX_BYTES && r.method !== 'HEAD') {
       this.meta = { chunks: [], bytes: 0, status, headers: out }
