@@ -44,8 +44,9 @@ async function startOn(http: GatewayHttpServer, closers: Closer[], config: Confi
   await gateway.app.ready()
   http.activate()
   const { address, port } = http.server.address() as AddressInfo
+  const proxies = gateway.upstreams.table().routes.length
   return {
-    describe: `gateway: http://${address}:${port} (${gateway.discovery.table().routes.length} flow routes discovered, ${gateway.upstreams.table().routes.length} proxy routes)`,
+    describe: `gateway: http://${address}:${port} (${gateway.discovery.table().routes.length} flow routes discovered, ${proxies} proxy route${proxies === 1 ? '' : 's'})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
 }
