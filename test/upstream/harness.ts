@@ -135,13 +135,19 @@ export interface ProxyGateway {
 }
 
 /** A gateway with its edge (events on) serving `doc` as its services file, listening on a free port. */
-export async function startProxyGateway(natsUrl: string, doc: unknown, log: import('../../lib/logger.js').Logger, overrides: Record<string, unknown> = {}): Promise<ProxyGateway> {
+export async function startProxyGateway(
+  natsUrl: string,
+  doc: unknown,
+  log: import('../../lib/logger.js').Logger,
+  overrides: Record<string, unknown> = {},
+  listen: { backlog?: number } = {},
+): Promise<ProxyGateway> {
   const { startEdgeGateway } = await import('../events/edge-stack.js')
   const { testConfig } = await import('../harness/stack.js')
   const file = servicesFile(doc)
   const config = testConfig(natsUrl, { servicesFile: file.path, servicesPollMs: 100, rateLimitEnabled: false, blocklistEnabled: false, ...overrides })
   const edge = await startEdgeGateway(config, log)
-  await edge.gateway.app.listen({ port: 0, host: '127.0.0.1' })
+  await edge.gateway.app.listen({ port: 0, host: '127.0.0.1', ...listen })
   const { port } = edge.gateway.app.server.address() as { port: number }
   return { base: `http://127.0.0.1:${port}`, gateway: edge.gateway, file, edge, stop: () => edge.stop() }
 }
