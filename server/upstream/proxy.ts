@@ -4,19 +4,21 @@
 // as it is; only the gateway's own failures (no usable target, timeout, refused or broken answer)
 // are the envelope. The reply is hijacked: bytes go straight to the socket, Fastify's hooks still
 // see the finished response.
-import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { authorize, type TokenService } from '../../lib/auth.js'
 import { errorEnvelope, JSON_TYPE } from '../../lib/envelope.js'
 import { errors, FlowgateError } from '../../lib/errors.js'
 import type { Logger } from '../../lib/logger.js'
-import type { SpanHandle, Tracing } from '../../lib/telemetry.js'
+import type { Tracing } from '../../lib/telemetry.js'
 import { formatTraceparent } from '../../lib/trace-context.js'
 import { callerOf } from '../caller.js'
 import type { ProxyTarget } from '../resolver.js'
+import { bodyLength, limited, readAll, type Body } from './body.js'
 import { NotTheTargetsFault, OPEN_BREAKER } from './breaker.js'
+import { Exchange, failureOf, UpstreamStatus } from './exchange.js'
 import { requestHeaders, responseHeaders } from './headers.js'
+import { isJson, META_MAX_BYTES, withMeta } from './meta.js'
 import { statusClass, type UpstreamMetrics } from './metrics.js'
 import { recordFailure, recordSuccess } from './outlier.js'
 import { unsafePath, upstreamPath } from './paths.js'
@@ -42,9 +44,6 @@ export interface ProxyDeps {
 
 export type ProxyHandler = (request: FastifyRequest, reply: FastifyReply, target: ProxyTarget) => FastifyReply
 
-/** JSON answers wrapped with `_meta` are buffered up to this size; larger ones pass unwrapped. */
-const META_MAX_BYTES = 1024 * 1024
-
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   return function proxyRequest(request, reply, target) {
     const spec = target.route.spec
@@ -62,18 +61,8 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   }
 }
 
-/** -1: no body; Infinity: chunked (length unknown); else Content-Length. */
-function bodyLength(request: FastifyRequest): number {
-  const te = request.headers['transfer-encoding']
-  if (te !== undefined) return Number.POSITIVE_INFINITY
-  const cl = request.headers['content-length']
-  if (cl === undefined || cl === '0') return -1
-  return Number(cl)
-}
-
-type Body = Buffer | Readable | AsyncIterable<Buffer> | null
-
-class ProxyCall {
+/** One proxied request: its attempts, its answer, and what it leaves in the counters. */
+export class ProxyCall {
   private readonly upstream: Upstream
   private readonly startedAt = Date.now()
   private readonly deadline: number
@@ -352,162 +341,8 @@ class ProxyCall {
   }
 }
 
-/** One attempt on one target: an undici dispatch handler whose outcome the target's breaker counts. */
-class Exchange implements Dispatcher.DispatchHandler {
-  readonly span: SpanHandle
-  started = false
-  superseded = false
-  status = 0
-  sentAt = 0
-  private controller: Dispatcher.DispatchController | undefined
-  private pendingAbort: Error | undefined
-  private resolveEnd!: () => void
-  private rejectEnd!: (err: Error) => void
-  private settled = false
-  private drainWait: (() => void) | undefined
-
-  constructor(
-    private readonly call: ProxyCall,
-    readonly t: UpstreamTarget,
-    readonly tryMs: number,
-  ) {
-    const r = call.request
-    this.span = call.deps.tracing.startSpan(`${r.method} upstream ${t.upstream}`, r.traceId, r.span?.spanId, {
-      'flowgate.upstream': t.upstream,
-      'server.address': t.origin,
-    })
-  }
-
-  /** The breaker's call: resolves or rejects when the exchange is over. */
-  readonly start = (): Promise<void> => {
-    this.started = true
-    this.t.active++
-    this.sentAt = Date.now()
-    return new Promise<void>((resolve, reject) => {
-      this.resolveEnd = resolve
-      this.rejectEnd = reject
-      try {
-        this.t.pool.dispatch(this.call.dispatchOptions(this), this)
-      } catch (err) {
-        this.onResponseError(undefined, err as Error)
-      }
-    })
-  }
-
-  abort(reason: Error): void {
-    if (this.controller !== undefined) this.controller.abort(reason)
-    else this.pendingAbort = reason
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    if (this.pendingAbort !== undefined) controller.abort(this.pendingAbort)
-    else if (this.call.gone) controller.abort(new NotTheTargetsFault('client went away'))
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.controller = controller
-    // 1xx are informational: the gateway does not pass them on (a 101 it did not ask for fails the exchange).
-    if (statusCode < 200) return
-    this.status = statusCode
-    this.call.onResponse(this, statusCode, headers)
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.call.onData(this, chunk)) {
-      controller.pause()
-      this.drainWait ??= () => controller.resume()
-      this.call.reply.raw.once('drain', this.drainWait)
-    }
-  }
-
-  onResponseEnd(): void {
-    this.call.onEnd(this)
-    this.done(this.status >= 500 ? new UpstreamStatus(this.status) : undefined)
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    const blame = this.call.gone || err instanceof FlowgateError ? new NotTheTargetsFault(err.message) : err
-    this.call.onError(this, err instanceof FlowgateError ? err : blame)
-    this.done(blame)
-  }
-
-  private done(err: Error | undefined): void {
-    if (this.settled) return
-    this.settled = true
-    const neutral = err instanceof NotTheTargetsFault
-    if (!neutral) this.call.settle(this, err !== undefined)
-    else {
-      this.t.active--
-    }
-    this.span.end(err === undefined ? undefined : { code: err instanceof UpstreamStatus ? String(err.status) : failureOf(err), message: err.message })
-    if (err === undefined) this.resolveEnd()
-    else this.rejectEnd(err)
-  }
-}
-
-/** A 5xx answer, as the breaker and the span see it. */
-export class UpstreamStatus extends Error {
-  constructor(readonly status: number) {
-    super(`upstream answered ${status}`)
-    this.name = 'UpstreamStatus'
-  }
-}
-
-/** What kind of failure an undici error is: a timeout (504), a refused or reset connection, or a broken answer (502). */
-export function failureOf(err: Error): Failure {
-  const code = (err as { code?: string }).code ?? ''
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'timeout'
-  if (err.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return 'broken'
-  if (err instanceof UpstreamStatus) return 'status'
-  return 'connect'
-}
-
 function isIdempotent(method: string): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'PUT' || method === 'DELETE'
-}
-
-function isJson(type: string | string[] | undefined): boolean {
-  return typeof type === 'string' && /^application\/(?:[\w.+-]+\+)?json\b/i.test(type)
-}
-
-/** A JSON object answer with `_meta` added; undefined when the body is not a JSON object. */
-export function withMeta(body: Buffer, meta: Record<string, unknown>): Buffer | undefined {
-  let value: unknown
-  try {
-    value = JSON.parse(body.toString('utf8'))
-  } catch {
-    return undefined
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
-  return Buffer.from(JSON.stringify({ ...(value as Record<string, unknown>), _meta: meta }))
-}
-
-/** Reads a body of known, small length (the replay buffer). */
-function readAll(raw: Readable, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    raw.on('data', (c: Buffer) => {
-      size += c.length
-      chunks.push(c)
-    })
-    raw.once('end', () => resolve(Buffer.concat(chunks, Math.min(size, length))))
-    raw.once('error', reject)
-    raw.once('close', () => {
-      if (!raw.readableEnded) reject(new Error('client aborted the upload'))
-    })
-  })
-}
-
-/** A chunked body, cut off past `limit` bytes. */
-async function* limited(raw: Readable, limit: number): AsyncGenerator<Buffer> {
-  let size = 0
-  for await (const chunk of raw as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw errors.payloadTooLarge(`Request body is larger than ${limit} bytes`)
-    yield chunk
-  }
 }
 
 function noop() {}
