@@ -2,12 +2,14 @@
 // (breaker opens once, one JetStream event, closes once when it is back), never answering, closing
 // mid-body, answering garbage, a POST against a failing target.
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net'
+import { connect } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createSubscriber } from '../../events/subscriber.js'
 import { subjects } from '../../lib/subjects.js'
 import { streamCount } from '../events/edge-stack.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
 import { freePort, waitFor } from '../harness/process.js'
-import { captureLogs } from '../harness/stack.js'
+import { captureLogs, testConfig } from '../harness/stack.js'
 import { adminHeader, call, startProxyGateway, startUpstream, type ProxyGateway, type TestUpstream } from './harness.js'
 
 let nats: NatsServer
@@ -59,7 +61,7 @@ describe('upstream faults', () => {
     expect(none.text).not.toContain(String(deadPort))
   })
 
-  it('moves traffic off a target killed mid-traffic; its breaker opens once (one event) and closes once when it returns', async () => {
+  it('moves traffic off a target killed mid-traffic; its breaker opens once (one event, one subscriber alert) and closes once when it returns', async () => {
     const a = await upstream('a')
     const b = await upstream('b')
     const c = await upstream('c')
@@ -79,6 +81,16 @@ describe('upstream faults', () => {
     )
     const openedSubject = subjects.gatewayEvent('circuit.opened')
     const closedSubject = subjects.gatewayEvent('circuit.closed')
+    // The subscriber turns the opening into its alert, as it runs beside the gateway.
+    const subNc = await connect({ servers: nats.url })
+    const subscriber = createSubscriber(subNc, testConfig(nats.url), { log: sink.log })
+    cleanup.push(async () => {
+      await subscriber.close()
+      await subNc.close()
+    })
+    await subscriber.started()
+    const alerts: Array<{ kind: string; details: Record<string, unknown> }> = []
+    subNc.subscribe(subjects.alert('circuit_opened'), { callback: (_e, m) => alerts.push(m.json()) })
     const statuses: number[] = []
     let stop = false
     const traffic = (async () => {
@@ -105,6 +117,9 @@ describe('upstream faults', () => {
     await waitFor(async () => (await streamCount(gw.edge.nc, closedSubject)) === 1, 5000)
     expect(await streamCount(gw.edge.nc, openedSubject)).toBe(1)
     expect(await streamCount(gw.edge.nc, closedSubject)).toBe(1)
+    await waitFor(() => alerts.length > 0)
+    expect(alerts).toHaveLength(1)
+    expect(alerts[0]).toMatchObject({ kind: 'circuit_opened', details: { upstream: `trio ${b.url}` } })
     const opened = sink.lines.filter((l) => l.msg === 'circuit opened')
     expect(opened).toHaveLength(1)
     expect(opened[0]).toMatchObject({ upstream: 'trio', target: b.url })
