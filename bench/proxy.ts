@@ -1,6 +1,7 @@
 // `npm run bench:proxy`: the same upstream under the same load (autocannon, 100 connections, GET of a
 // small JSON), measured in one run: directly, through Fastify with @fastify/http-proxy, and through
-// Flowgate's proxy route (edge off, logging on as in production). Rounds side by side; each ratio is
+// Flowgate's proxy route (edge off, logging on as in production; and once more with the request log
+// line off, as @fastify/http-proxy runs here). Rounds side by side; each ratio is
 // the median of the per-round ratios (a shared 2-core VM drifts by ±20% from minute to minute).
 // Prints req/s, p50/p99, the p99 each proxy adds over direct, and CPU µs per request per process.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
@@ -80,14 +81,17 @@ async function main() {
     const upPort = await freePort()
     const hpPort = await freePort()
     const gwPort = await freePort()
+    const quietPort = await freePort()
     await start('upstream', ['upstream', String(upPort)])
     const upstream = `http://127.0.0.1:${upPort}`
     await start('http-proxy', ['http-proxy', String(hpPort), upstream])
     await start('gateway', ['gateway', String(gwPort), upstream, natsUrl])
+    await start('gateway-quiet', ['gateway', String(quietPort), upstream, natsUrl, JSON.stringify({ logLevel: 'warn' })])
     const urls = {
       direct: `${upstream}/products/42`,
       httpProxy: `http://127.0.0.1:${hpPort}/api/products/42`,
       gateway: `http://127.0.0.1:${gwPort}/api/products/42`,
+      quiet: `http://127.0.0.1:${quietPort}/api/products/42`,
     }
     for (const [name, url] of Object.entries(urls)) {
       const res = await fetch(url)
@@ -95,15 +99,17 @@ async function main() {
       await autocannon({ url, connections: CONNECTIONS, duration: 2 }) // warm-up: JIT, keep-alive pools
     }
     console.log(`${CONNECTIONS} connections, ${ROUNDS} rounds of ${ROUND_SEC} s per scenario, ${process.platform} ${process.arch}, node ${process.version}`)
-    const rounds: Array<{ direct: Result; httpProxy: Result; gateway: Result }> = []
+    const rounds: Array<{ direct: Result; httpProxy: Result; gateway: Result; quiet: Result }> = []
     for (let i = 0; i < ROUNDS; i++) {
       const direct = await load(urls.direct, ['upstream'], ROUND_SEC)
       const httpProxy = await load(urls.httpProxy, ['http-proxy', 'upstream'], ROUND_SEC)
       const gateway = await load(urls.gateway, ['gateway', 'upstream'], ROUND_SEC)
-      rounds.push({ direct, httpProxy, gateway })
-      console.log(`  round ${i + 1}: direct ${direct.rps.toFixed(0)}, @fastify/http-proxy ${httpProxy.rps.toFixed(0)}, flowgate ${gateway.rps.toFixed(0)} req/s`)
+      const quiet = await load(urls.quiet, ['gateway-quiet', 'upstream'], ROUND_SEC)
+      rounds.push({ direct, httpProxy, gateway, quiet })
+      console.log(`  round ${i + 1}: direct ${direct.rps.toFixed(0)}, @fastify/http-proxy ${httpProxy.rps.toFixed(0)}, flowgate ${gateway.rps.toFixed(0)}, flowgate without the log line ${quiet.rps.toFixed(0)} req/s`)
     }
-    const pick = (k: 'direct' | 'httpProxy' | 'gateway') => {
+    type Scenario = 'direct' | 'httpProxy' | 'gateway' | 'quiet'
+    const pick = (k: Scenario) => {
       const rs = rounds.map((r) => r[k])
       const roleNames = Object.keys(rs[0]!.cpuUs)
       return {
@@ -114,12 +120,13 @@ async function main() {
         cpu: roleNames.map((n) => `${n} ${median(rs.map((r) => r.cpuUs[n]!)).toFixed(0)}`).join(', '),
       }
     }
-    const ratio = (a: 'httpProxy' | 'gateway', b: 'direct' | 'httpProxy') => median(rounds.map((r) => r[a].rps / r[b].rps))
-    const addedP99 = (a: 'httpProxy' | 'gateway') => median(rounds.map((r) => r[a].p99 - r.direct.p99))
+    const ratio = (a: Scenario, b: Scenario) => median(rounds.map((r) => r[a].rps / r[b].rps))
+    const addedP99 = (a: Scenario) => median(rounds.map((r) => r[a].p99 - r.direct.p99))
     const rows: Array<[string, ReturnType<typeof pick>, string, string, string]> = [
       ['direct to the upstream', pick('direct'), '1.00', '', ''],
       ['@fastify/http-proxy', pick('httpProxy'), ratio('httpProxy', 'direct').toFixed(2), '1.00', String(addedP99('httpProxy'))],
       ['Flowgate proxy route', pick('gateway'), ratio('gateway', 'direct').toFixed(2), ratio('gateway', 'httpProxy').toFixed(2), String(addedP99('gateway'))],
+      ['  the same, log line off', pick('quiet'), ratio('quiet', 'direct').toFixed(2), ratio('quiet', 'httpProxy').toFixed(2), String(addedP99('quiet'))],
     ]
     console.log(`\n${'scenario'.padEnd(26)} ${'req/s'.padStart(8)} ${'p50/p99 ms'.padStart(11)} ${'× direct'.padStart(9)} ${'× http-proxy'.padStart(13)} ${'+p99 ms'.padStart(8)}  errors  CPU µs/request`)
     for (const [name, r, xd, xh, p99] of rows) {
@@ -127,6 +134,7 @@ async function main() {
     }
     const verdict = ratio('gateway', 'httpProxy')
     console.log(`\nFlowgate / @fastify/http-proxy: ${verdict.toFixed(2)}× (per round: ${rounds.map((r) => (r.gateway.rps / r.httpProxy.rps).toFixed(2)).join(' ')}); target ≥ 1.0×: ${verdict >= 1 ? 'ok' : 'MISSED'}`)
+    console.log(`without its request log line: ${ratio('quiet', 'httpProxy').toFixed(2)}× (per round: ${rounds.map((r) => (r.quiet.rps / r.httpProxy.rps).toFixed(2)).join(' ')})`)
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 300))
