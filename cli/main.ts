@@ -37,6 +37,7 @@ const HELP = `flowgate <command>
   events tail [--all] [kind]     print gateway events as they arrive
   blocks list | add <address> [ttlSec] | lift <address>
   nats setup <dir> | nsc         a locked-down nats-server config and role keys for a deployment
+  upstream register <service> <url> [--weight n] [--ttl sec] | upstream list
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
@@ -87,6 +88,16 @@ async function main(argv: string[]): Promise<number> {
     return code
   }
 
+  if (command === 'upstream') {
+    const { runUpstreamCommand } = await import('./upstream.js')
+    const stop = new AbortController()
+    process.once('SIGINT', () => stop.abort())
+    process.once('SIGTERM', () => stop.abort())
+    const code = await runUpstreamCommand(rest, busConfig(config, 'registrar'), log, (line) => console.log(line), stop.signal)
+    log.flush()
+    return code
+  }
+
   let bus: LocalBus | undefined
   const started: Running[] = []
   const names = command === 'start' ? Object.keys(processes) : [command]
@@ -117,12 +128,21 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal)
   })
 
+  // Try it at once: in development with no services file, two demo upstreams behind /api/products.
+  let runConfig = config
+  const demo = command === 'start' && config.nodeEnv === 'development' && config.servicesFile === undefined && config.demoUpstreams
   try {
     if (command === 'start') bus = await startLocalBus(config, say)
+    if (demo) {
+      const { startDemoUpstreams } = await import('./demo-upstreams.js')
+      const upstreams = await startDemoUpstreams(config.dataDir)
+      started.push(upstreams)
+      runConfig = Object.freeze({ ...config, servicesFile: upstreams.servicesFile })
+    }
     for (const name of names) {
       const starter = await processes[name]!()
       const role = ROLE[name]
-      started.push(await starter(role === undefined ? config : busConfig(config, role, bus), log))
+      started.push(await starter(role === undefined ? runConfig : busConfig(runConfig, role, bus), log))
     }
   } catch (err) {
     await stopAll()
@@ -131,7 +151,8 @@ async function main(argv: string[]): Promise<number> {
   for (const r of started) console.log(`✔ ${r.describe}`)
   if (command === 'start' || command === 'gateway') {
     const base = `http://localhost:${config.port}`
-    console.log(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck\n  open ${base}/docs\n`)
+    const products = demo ? `\n  curl ${base}/api/products        (a proxy route to two demo upstreams; SERVICES_FILE to use your own)` : ''
+    console.log(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck${products}\n  open ${base}/docs\n`)
   }
   return done
 }

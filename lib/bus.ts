@@ -6,7 +6,7 @@
 // from this one list (cli/nats-config.ts).
 import { buckets, consumers, FLOW_QUEUE_GROUP, streams, subjects } from './subjects.js'
 
-export const BUS_ROLES = ['gateway', 'flows', 'subscriber', 'cli', 'operator'] as const
+export const BUS_ROLES = ['gateway', 'flows', 'subscriber', 'cli', 'registrar', 'operator'] as const
 export type BusRole = (typeof BUS_ROLES)[number]
 
 export interface BusPermissions {
@@ -62,6 +62,9 @@ const PERMISSIONS: Record<BusRole, BusPermissions> = {
       ...readStream(streams.traces),
       ...readBucket(buckets.blocklist),
       ...writeBucket(buckets.blocklist),
+      // Proxy upstreams that register themselves: watched, and the bucket created when absent.
+      ...readBucket(buckets.services),
+      ...manageStream(kv(buckets.services)),
     ],
     subscribe: [`${inboxPrefix('gateway')}.>`, subjects.discoveryAnnounce],
     allowResponses: false,
@@ -105,6 +108,12 @@ const PERMISSIONS: Record<BusRole, BusPermissions> = {
     subscribe: [`${inboxPrefix('cli')}.>`],
     allowResponses: false,
   },
+  registrar: {
+    purpose: 'an HTTP service registering itself as a proxy upstream (flowgate upstream register): the services bucket only',
+    publish: [`${api}.INFO`, ...writeBucket(buckets.services), ...readBucket(buckets.services)],
+    subscribe: [`${inboxPrefix('registrar')}.>`],
+    allowResponses: false,
+  },
   operator: {
     purpose: 'read-only, for people with the nats CLI: events, alerts, step traces, streams, micro services; never flow requests',
     publish: [
@@ -119,7 +128,7 @@ const PERMISSIONS: Record<BusRole, BusPermissions> = {
       `${api}.STREAM.LIST`,
       `${api}.CONSUMER.NAMES.>`,
       `${api}.CONSUMER.LIST.>`,
-      ...[streams.gateway, streams.traces, kv(buckets.blocklist)].flatMap((s) => [...readStream(s), ...ephemeralConsumers(s)]),
+      ...[streams.gateway, streams.traces, kv(buckets.blocklist), kv(buckets.services)].flatMap((s) => [...readStream(s), ...ephemeralConsumers(s)]),
     ],
     subscribe: [subjects.gatewayAll, subjects.alertAll, subjects.traceAll, `${inboxPrefix('operator')}.>`],
     allowResponses: false,

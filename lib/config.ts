@@ -99,6 +99,14 @@ export const ConfigSchema = Type.Object({
   natsTlsCert: Opt('NATS_TLS_CERT', 'client certificate file, for servers that verify clients'),
   natsTlsKey: Opt('NATS_TLS_KEY', 'its private key file'),
   flowServices: List('FLOW_SERVICES', 'micro-service names allowed to publish routes; empty = any service'),
+  // Proxy routes to HTTP upstreams
+  servicesFile: Opt('SERVICES_FILE', 'YAML or JSON file of upstreams and proxy routes, re-read on change; unset = no proxy routes'),
+  servicesPollMs: Int('SERVICES_POLL_MS', 'how often the services file is checked for changes besides the file watch', 500, 50, 60000),
+  servicesKvEnabled: Bool('SERVICES_KV_ENABLED', 'watch the NATS KV bucket in which HTTP services register themselves', false),
+  servicesKvTtlSec: Int('SERVICES_KV_TTL_SEC', 'how long a registration lasts without a heartbeat (`flowgate upstream register` renews it every third of that)', 15, 3, 300),
+  consulUrl: Opt('CONSUL_URL', 'Consul agent HTTP address for upstreams discovered through Consul; off when unset'),
+  consulToken: Opt('CONSUL_TOKEN', 'Consul ACL token'),
+  demoUpstreams: Bool('DEMO_UPSTREAMS', 'in development, `flowgate start` without SERVICES_FILE runs two demo upstreams behind /api/products', true),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>

@@ -40,6 +40,8 @@ export const streams = {
 
 export const buckets = {
   blocklist: 'flowgate_blocklist',
+  /** HTTP service instances registered for proxy routes (`<service>.<instance>` keys). */
+  services: 'flowgate_services',
 } as const
 
 /** Durable JetStream consumers. */

@@ -1,8 +1,8 @@
 // The HTTP gateway, composed: request hooks, the edge, the ops and admin routes, and the catch-all
-// that hands each request to what serves it (a flow route). buildGateway() is apart from listen()
-// so tests drive it with inject().
+// that hands each request to what serves it (a flow route or a proxy route). buildGateway() is apart
+// from listen() so tests drive it with inject().
 import type { RequestListener } from 'node:http'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { NatsConnection } from 'nats'
 import type { Registry } from 'prom-client'
 import type { TokenService } from '../lib/auth.js'
@@ -15,15 +15,21 @@ import { createDiscovery, type Discovery } from './discovery.js'
 import { registerEdge } from './edge/index.js'
 import type { EdgeParts } from './edge/start.js'
 import { sendError } from './envelope-errors.js'
+import { registerCatchAll } from './catch-all.js'
 import { createFlowHandler } from './flow-route.js'
-import { CATCH_ALL, decorateRequests, registerRequestHooks } from './hooks.js'
+import { decorateRequests, registerRequestHooks } from './hooks.js'
 import { drain, type GatewayHttpServer } from './http-server.js'
 import { createHttpMetrics } from './metrics.js'
 import { registerOpsRoutes } from './ops-routes.js'
 import { createRequester, type Requester } from './requester.js'
 import { createRecentRequests, type RecentRequests } from './recent.js'
 import { createResolver, targetOf } from './resolver.js'
+import { registerTelemetryRoute } from './telemetry-route.js'
 import { registerTraceRoutes } from './traces.js'
+import { createProxyHandler } from './upstream/proxy.js'
+import { startDiscoverySources } from './upstream/sources.js'
+import { registerUpstreamStatsRoutes } from './upstream/stats-routes.js'
+import { createUpstreams, type Upstreams } from './upstream/upstreams.js'
 
 export interface GatewayDeps {
   nats: NatsConnection
@@ -41,13 +47,16 @@ export interface Gateway {
   app: FastifyInstance
   discovery: Discovery
   requester: Requester
+  /** Proxy routes and their upstream pools (services file, discovery). */
+  upstreams: Upstreams
   /** The last requests answered (bounded). */
   recent: RecentRequests
   /** Readiness goes false at once; the server stops accepting and in-flight requests finish; then everything closes. */
   close(): Promise<void>
 }
 
-const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
+/** Flows use the first five; proxy routes all of them (OPTIONS belongs to CORS when CORS is on). */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 /** Requests kept for operators to look at (`recent`). */
 const RECENT_REQUESTS = 1000
 const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: undefined }
@@ -56,7 +65,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   const { nats: nc, log, tokens, tracing } = deps
   const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log })
   const discovery = createDiscovery(nc, config, log, deps.registry)
-  const resolver = createResolver(() => discovery.table())
+  const upstreams = await createUpstreams(config, { log, registry: deps.registry, events: deps.edge?.events, flows: () => discovery.table() })
+  const sources = startDiscoverySources(config, nc, upstreams, log)
+  const resolver = createResolver(() => discovery.table(), () => upstreams.table())
   let closing = false
 
   const app: FastifyInstance = Fastify({
@@ -77,7 +88,12 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   const recent = createRecentRequests(RECENT_REQUESTS)
   registerRequestHooks(app, { tracing, metrics: createHttpMetrics(deps.registry), recent })
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and routing.
-  const security = await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, resolve: (request) => targetOf(request, resolver) })
+  const security = await registerEdge(app, config, {
+    ...(deps.edge ?? NO_EDGE),
+    tokens,
+    resolve: (request) => targetOf(request, resolver),
+    proxyLimits: () => upstreams.hasRateLimits(),
+  })
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
   app.setNotFoundHandler((request, reply) => sendError(request, reply, errors.notFound(`No route ${request.method} ${request.urlPath}`)))
@@ -90,24 +106,22 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     documentHeaders: security.document,
   })
   registerTraceRoutes(app, nc, tokens, log)
+  registerTelemetryRoute(app, recent, tokens)
+  registerUpstreamStatsRoutes(app, upstreams, tokens)
 
-  const callFlow = createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested })
-  app.route({
-    method: [...METHODS],
-    url: CATCH_ALL,
-    handler: async function route(request: FastifyRequest, reply: FastifyReply) {
-      const target = targetOf(request, resolver)
-      if (target !== undefined) return callFlow(request, reply, target)
-      const path = request.urlPath
-      if (resolver.hasPath(path)) throw errors.methodNotAllowed(`${request.method} is not allowed on ${path}`)
-      throw errors.notFound(`No route ${request.method} ${path}`)
-    },
+  await registerCatchAll(app, {
+    resolver,
+    callFlow: createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested }),
+    proxy: createProxyHandler({ tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames: new Set(Object.keys(security.api)) }),
+    bodyLimitBytes: config.bodyLimitBytes,
+    methods: config.corsOrigins.length > 0 ? METHODS.filter((m) => m !== 'OPTIONS') : METHODS,
   })
 
   return {
     app,
     discovery,
     requester,
+    upstreams,
     recent,
     async close() {
       closing = true
@@ -118,6 +132,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
       })
       discovery.close()
       requester.close()
+      sources.close()
+      await upstreams.close()
     },
   }
 }

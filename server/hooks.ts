@@ -32,6 +32,7 @@ export function decorateRequests(app: FastifyInstance): void {
   app.decorateRequest('routeLabel', UNMATCHED)
   app.decorateRequest('caller', undefined)
   app.decorateRequest('target', undefined)
+  app.decorateRequest('upstream', undefined)
 }
 
 /** The route template of a finished request; Fastify's `routeOptions` builds an object per read, so it is read once here. */
@@ -76,7 +77,8 @@ export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Trac
       client: request.clientAddress || request.ip || '',
       traceId: request.traceId,
       requestId: request.id,
-      flow: request.target?.route.flow,
+      flow: request.target?.kind === 'flow' ? request.target.route.flow : undefined,
+      upstream: request.upstream,
     })
     done()
   })

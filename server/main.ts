@@ -39,11 +39,14 @@ async function startOn(http: GatewayHttpServer, closers: Closer[], config: Confi
   // The server stops taking requests and lets those in flight finish before the gateway lets go of NATS.
   closers.push({ name: 'gateway', close: () => gateway.close() })
   await gateway.discovery.refresh()
+  // A proxy route taking a flow's requests is a start-up error, not a silent winner.
+  gateway.upstreams.checkFlows(gateway.discovery.table())
   await gateway.app.ready()
   http.activate()
   const { address, port } = http.server.address() as AddressInfo
+  const proxies = gateway.upstreams.table().routes.length
   return {
-    describe: `gateway: http://${address}:${port} (${gateway.discovery.table().routes.length} flow routes discovered)`,
+    describe: `gateway: http://${address}:${port} (${gateway.discovery.table().routes.length} flow routes discovered, ${proxies} proxy route${proxies === 1 ? '' : 's'})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
 }

@@ -1,8 +1,10 @@
-// What serves a method and path: a flow route, or nothing (404, or 405 when another method serves
-// the path). The one place that answers it, for the edge (per-route limits, labels) and for the
-// route that serves the request; each request resolves once and carries the answer.
+// What serves a method and path: a flow route, a proxy route, or nothing (404, or 405 when another
+// method serves the path). Flows first: a proxy prefix route takes what no flow takes. The one place
+// that answers it, for the edge (per-route limits, labels), the body parser and the route that
+// serves the request; each request resolves once and carries the answer.
 import type { FastifyRequest } from 'fastify'
 import type { FlowRoute, RouteTable } from './routes.js'
+import type { ProxyRoute, ProxyTable } from './upstream/route-table.js'
 
 export type Params = Record<string, string | undefined>
 
@@ -14,7 +16,15 @@ export interface FlowTarget {
   template: string
 }
 
-export type Target = FlowTarget
+export interface ProxyTarget {
+  kind: 'proxy'
+  route: ProxyRoute
+  params: Params
+  /** The route template of the services file. */
+  template: string
+}
+
+export type Target = FlowTarget | ProxyTarget
 
 export interface Resolver {
   resolve(method: string, path: string): Target | undefined
@@ -29,14 +39,16 @@ declare module 'fastify' {
   }
 }
 
-/** Resolves against the current flow route table (replaced whole by discovery). */
-export function createResolver(flows: () => RouteTable): Resolver {
+/** Resolves against the current flow route table (replaced whole by discovery), then the proxy table (replaced whole on reload). */
+export function createResolver(flows: () => RouteTable, proxies?: () => ProxyTable): Resolver {
   return {
     resolve(method, path) {
       const found = flows().find(method, path)
-      return found === undefined ? undefined : { kind: 'flow', route: found.route, params: found.params, template: found.route.path }
+      if (found !== undefined) return { kind: 'flow', route: found.route, params: found.params, template: found.route.path }
+      const proxied = proxies?.().find(method, path)
+      return proxied === undefined ? undefined : { kind: 'proxy', route: proxied.route, params: proxied.params, template: proxied.route.spec.path }
     },
-    hasPath: (path) => flows().hasPath(path),
+    hasPath: (path) => flows().hasPath(path) || (proxies?.().hasPath(path) ?? false),
   }
 }
 

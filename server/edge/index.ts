@@ -28,6 +28,8 @@ export interface EdgeDeps {
   tokens: TokenService
   /** What serves the request (resolved once per request). */
   resolve?: (request: FastifyRequest) => Target | undefined
+  /** Whether some proxy route declares its own limit now. */
+  proxyLimits?: () => boolean
 }
 
 

@@ -61,6 +61,8 @@ export interface EdgeGuardDeps {
   tokens: TokenService
   /** What serves the request (resolved once per request): its template labels rate-limit events; its flow picks a per-flow limit. */
   resolve?: (request: FastifyRequest) => Target | undefined
+  /** Whether some proxy route declares its own limit now (the services file can change at run time). */
+  proxyLimits?: () => boolean
   /** Set on every answer (the API's set of helmet's headers, computed once). */
   securityHeaders?: Readonly<Record<string, string>>
 }
@@ -90,6 +92,20 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
     if (r.flow !== undefined) flowRules.set(r.flow, ruleOf(r, i))
     else router!.on(r.method as 'GET', r.path, () => {}, ruleOf(r, i))
   })
+  // A proxy route's own limit (services file), made into a rule once per route generation.
+  const proxyRules = new WeakMap<object, Rule>()
+  function targetRule(target: Target | undefined): Rule | undefined {
+    if (target === undefined) return undefined
+    if (target.kind === 'flow') return flowRules.get(target.route.flow)
+    const spec = target.route.spec
+    if (spec.rateLimit === undefined) return undefined
+    let rule = proxyRules.get(spec)
+    if (rule === undefined) {
+      rule = { limit: spec.rateLimit, id: `p:${spec.path}|`, path: spec.path, headerLimit: String(spec.rateLimit.capacity) }
+      proxyRules.set(spec, rule)
+    }
+    return rule
+  }
 
   function keyOf(request: FastifyRequest, address: string): string {
     // A bad token is refused later by auth; for the limit its caller is just an address.
@@ -132,14 +148,10 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
     const key = keyOf(request, address)
     request.clientKey = key
     let rule = global
-    if (router !== undefined || flowRules.size > 0) {
+    if (router !== undefined || flowRules.size > 0 || deps.proxyLimits?.()) {
       const found = router?.find(request.method as 'GET', request.urlPath)
       if (found) rule = found.store as Rule
-      else if (flowRules.size > 0) {
-        const flow = deps.resolve?.(request)?.route.flow
-        const byFlow = flow === undefined ? undefined : flowRules.get(flow)
-        if (byFlow !== undefined) rule = byFlow
-      }
+      else rule = targetRule(deps.resolve?.(request)) ?? global
     }
     const taken = store.take(rule.id + key, rule.limit)
     if (!(taken instanceof Promise)) return done(apply(request, reply, rule, taken))

@@ -2,7 +2,8 @@
 // connects as its role and does all its work without one permission violation, while each role is
 // refused what it has no business doing, and a client without credentials is refused outright.
 import { connect, nkeyAuthenticator, type NatsConnection } from 'nats'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { BusRole } from '../../lib/bus.js'
@@ -18,9 +19,12 @@ import { createSubscriber, type Subscriber } from '../../events/subscriber.js'
 import { createEdgeParts } from '../../server/edge/start.js'
 import { buildGateway, type Gateway } from '../../server/gateway.js'
 import { runEdgeCommand } from '../../cli/events.js'
+import { runUpstreamCommand } from '../../cli/upstream.js'
+import { startUpstream, type TestUpstream } from '../upstream/harness.js'
 import { captureLogs, sleep, testConfig, waitForRoute } from '../harness/stack.js'
 import { startLockedNats, type LockedNatsServer } from '../harness/nats.js'
 import { waitFor } from '../events/edge-stack.js'
+import { tempDir } from '../harness/process.js'
 
 const sink = captureLogs('warn')
 let nats: LockedNatsServer
@@ -30,6 +34,7 @@ let gateway: Gateway
 let edgeClose: () => Promise<void>
 let worker: FlowWorker
 let subscriber: Subscriber
+let catalog: TestUpstream
 
 const as = (role: BusRole, overrides: Record<string, unknown> = {}) => testConfig(nats.url, { ...base, ...nats.settings(role), ...overrides })
 async function connectAs(role: BusRole): Promise<NatsConnection> {
@@ -47,7 +52,11 @@ const violations = () => nats.log().split('\n').filter((l) => /Violation/i.test(
 
 beforeAll(async () => {
   nats = await startLockedNats()
-  base = testConfig(nats.url, { rateLimitCapacity: 2, rateLimitRefillPerSec: 0.01, autoBlockHits: 2, autoBlockWindowSec: 60, autoBlockTtlSec: 60 })
+  catalog = await startUpstream('catalog-1')
+  // A proxy route whose upstream's instances register themselves in the services bucket.
+  const servicesFile = join(tempDir('roles'), 'services.json')
+  writeFileSync(servicesFile, JSON.stringify({ upstreams: { catalog: { discover: { kv: 'catalog' } } }, routes: [{ path: '/catalog/*', upstream: 'catalog', auth: 'public' }] }))
+  base = testConfig(nats.url, { rateLimitCapacity: 2, rateLimitRefillPerSec: 0.01, autoBlockHits: 2, autoBlockWindowSec: 60, autoBlockTtlSec: 60, servicesFile, servicesKvEnabled: true })
   const wnc = await connectAs('flows')
   worker = await createFlowWorker(as('flows'), { nats: wnc, log: sink.log, tokens: createTokenService(base), tracing: disabledTracing, flowDeps: { nats: wnc, probes: {} } }, [quote as unknown as Flow])
   const gnc = await connectAs('gateway')
@@ -67,6 +76,7 @@ afterAll(async () => {
   await edgeClose?.()
   await worker?.stop(1000)
   for (const nc of conns) if (!nc.isClosed()) await nc.close()
+  await catalog?.stop()
   await nats?.stop()
 })
 
@@ -102,6 +112,17 @@ describe('every role on the locked-down bus', () => {
     }, Boolean, 5000, 100)
     stop.abort()
     expect(await tail).toBe(0)
+
+    // An HTTP service joins a proxy route with the registrar's key, and leaves it when it stops.
+    const leave = new AbortController()
+    const registered = runUpstreamCommand(['register', 'catalog', catalog.url, '--ttl', '30'], as('registrar'), sink.log, () => {}, leave.signal)
+    // Each poll from its own address: this gateway limits to 2 requests and blocks after 2 hits.
+    let poll = 10
+    const status = async () => (await gateway.app.inject({ url: '/catalog/items', remoteAddress: `198.51.100.${poll++}` })).statusCode
+    await waitFor('registered instance served', status, (s) => s === 200)
+    leave.abort()
+    expect(await registered).toBe(0)
+    await waitFor('deregistered', status, (s) => s === 503)
 
     await sleep(200)
     expect(violations()).toEqual([])

@@ -1,0 +1,57 @@
+// One side of the proxy benchmark, each in its own process: `upstream` (a plain node:http service
+// answering a small JSON), `http-proxy` (Fastify with @fastify/http-proxy in front of it), and
+// `gateway` (Flowgate with a proxy route to it, logging on as in production).
+import '../lib/v8-flags.js'
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import proxy from '@fastify/http-proxy'
+import Fastify from 'fastify'
+import { connect } from 'nats'
+import { Registry } from 'prom-client'
+import { createTokenService } from '../lib/auth.js'
+import { parseConfig } from '../lib/config.js'
+import { createLogger, logDestination } from '../lib/logger.js'
+import { disabledTracing } from '../lib/telemetry.js'
+import { createEdgeParts } from '../server/edge/start.js'
+import { buildGateway } from '../server/gateway.js'
+
+const [role, port = '0', upstream = '', natsUrl = '', extra = '{}'] = process.argv.slice(2)
+const BODY = JSON.stringify({ id: 42, name: 'Coffee beans', price: 14.5, tags: ['whole', 'arabica'] })
+
+async function main() {
+  if (role === 'upstream') {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BODY) })
+      res.end(BODY)
+    })
+    server.keepAliveTimeout = 60_000
+    await new Promise<void>((r) => server.listen(Number(port), '127.0.0.1', r))
+  } else if (role === 'http-proxy') {
+    const app = Fastify({ logger: false })
+    await app.register(proxy, { upstream, prefix: '/api/products', rewritePrefix: '/products' })
+    await app.listen({ port: Number(port), host: '127.0.0.1' })
+  } else if (role === 'gateway') {
+    const file = join(tmpdir(), `flowgate-bench-services-${process.pid}.json`)
+    writeFileSync(file, JSON.stringify({ upstreams: { products: { targets: [{ url: `${upstream}/products` }] } }, routes: [{ path: '/api/products/*', upstream: 'products', stripPrefix: true, auth: 'public' }] }))
+    const config = parseConfig({ nodeEnv: 'test', natsUrl, port: Number(port), logLevel: 'info', servicesFile: file, eventsEnabled: false, rateLimitEnabled: false, blocklistEnabled: false, ...JSON.parse(extra) })
+    const log = createLogger(config, {}, logDestination('/dev/null'))
+    const nc = await connect({ servers: natsUrl })
+    const registry = new Registry()
+    const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing: disabledTracing, registry, edge: createEdgeParts(config, nc, log, registry) })
+    await gateway.app.listen({ port: Number(port), host: '127.0.0.1' })
+  } else {
+    throw new Error(`unknown role ${role}`)
+  }
+  process.on('message', (m) => {
+    if (m === 'cpu') process.send?.({ cpu: process.cpuUsage() })
+  })
+  process.send?.('ready')
+  process.once('SIGTERM', () => process.exit(0))
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})

@@ -1,0 +1,87 @@
+// The catch-all route: whatever no ops route claims goes to what the resolver says serves it (a
+// flow route, a proxy route), else 404 or 405. It lives in its own scope for its body parser: a
+// flow's body is read (bounded) and parsed as JSON, any other type is a 415; a proxy route's body is
+// left unread, so it streams to the upstream as it came. GET and HEAD bodies are never parsed.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { errors, FlowgateError } from '../lib/errors.js'
+import type { FlowHandler } from './flow-route.js'
+import { CATCH_ALL } from './hooks.js'
+import { targetOf, type Resolver } from './resolver.js'
+import type { ProxyHandler } from './upstream/proxy.js'
+
+export interface CatchAllDeps {
+  resolver: Resolver
+  callFlow: FlowHandler
+  proxy: ProxyHandler
+  bodyLimitBytes: number
+  /** Methods the catch-all takes (OPTIONS is left to CORS when CORS is on). */
+  methods: string[]
+}
+
+type Done = (err: Error | null, body?: unknown) => void
+
+export async function registerCatchAll(app: FastifyInstance, deps: CatchAllDeps): Promise<void> {
+  const { resolver, callFlow, proxy, bodyLimitBytes } = deps
+  await app.register(async function catchAllScope(scope) {
+    const parseJson = scope.getDefaultJsonParser('error', 'error')
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', function routeBody(request: FastifyRequest, payload: NodeJS.ReadableStream, done: Done) {
+      const target = targetOf(request, resolver)
+      // A proxy route streams it; no route answers 404/405 without reading it.
+      if (target === undefined || target.kind === 'proxy') return done(null, undefined)
+      if (!isJson(request.headers['content-type'])) return done(errors.unsupportedMediaType('Send the body as application/json'))
+      readBody(request, payload, bodyLimitBytes, (err, text) => (err ? done(err) : parseJson(request, text!, done)))
+    })
+    scope.route({
+      method: deps.methods,
+      url: CATCH_ALL,
+      exposeHeadRoute: false,
+      handler: async function route(request: FastifyRequest, reply: FastifyReply) {
+        const target = targetOf(request, resolver)
+        if (target?.kind === 'flow') return callFlow(request, reply, target)
+        if (target?.kind === 'proxy') return proxy(request, reply, target)
+        const path = request.urlPath
+        if (resolver.hasPath(path)) throw errors.methodNotAllowed(`${request.method} is not allowed on ${path}`)
+        throw errors.notFound(`No route ${request.method} ${path}`)
+      },
+    })
+  })
+}
+
+function isJson(type: string | undefined): boolean {
+  if (type === undefined) return false
+  const semi = type.indexOf(';')
+  return (semi === -1 ? type : type.slice(0, semi)).trim().toLowerCase() === 'application/json'
+}
+
+/** The body as text, at most `limit` bytes, checked against Content-Length (as Fastify's own reader does). */
+function readBody(request: FastifyRequest, payload: NodeJS.ReadableStream, limit: number, done: (err: Error | null, text?: string) => void): void {
+  const declared = Number(request.headers['content-length'])
+  if (declared > limit) return done(errors.payloadTooLarge('Request body is larger than the limit'))
+  const chunks: Buffer[] = []
+  let size = 0
+  const onData = (chunk: Buffer) => {
+    size += chunk.length
+    if (size > limit) {
+      cleanup()
+      done(errors.payloadTooLarge('Request body is larger than the limit'))
+      return
+    }
+    chunks.push(chunk)
+  }
+  const onEnd = (err?: Error) => {
+    cleanup()
+    if (err) return done(new FlowgateError('VALIDATION_ERROR', 'The request body could not be read', { stack: false }))
+    if (!Number.isNaN(declared) && size !== declared) return done(new FlowgateError('VALIDATION_ERROR', 'Content-Length does not match the body', { stack: false }))
+    done(null, chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8'))
+  }
+  const cleanup = () => {
+    payload.removeListener('data', onData)
+    payload.removeListener('end', onEnd)
+    payload.removeListener('error', onEnd)
+  }
+  payload.on('data', onData)
+  payload.on('end', onEnd)
+  payload.on('error', onEnd)
+  payload.resume()
+}
