@@ -5,10 +5,12 @@ import '../lib/v8-flags.js'
 import type { ChildProcess } from 'node:child_process'
 import { ConfigError, describeConfig, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
 import { createLogger, type Logger } from '../lib/logger.js'
+import type { Host } from '../lib/metrics.js'
 import type { Running } from '../lib/shutdown.js'
+import type { Tracing } from '../lib/telemetry.js'
 import { ensureNats, NatsMissingError } from './dev-nats.js'
 
-type Starter = (config: Config, log: Logger) => Promise<Running>
+type Starter = (config: Config, log: Logger, host: Host) => Promise<Running>
 const say = (line: string) => console.log(line)
 
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
@@ -18,7 +20,7 @@ const processes: Record<string, () => Promise<Starter>> = {
   'cache-proxy': async () => (await import('../cache-proxy/main.js')).start,
   flows: async () => {
     const { start } = await import('../flows/main.js')
-    return (config, log) => start(config, log, say)
+    return (config, log, host) => start(config, log, say, host)
   },
   subscriber: async () => (await import('../events/main.js')).start,
   gateway: async () => (await import('../server/main.js')).start,
@@ -33,6 +35,7 @@ const HELP = `flowgate <command>
   cache-proxy   the RESP caching proxy in front of Redis
   events tail [--all] [kind]     print gateway events as they arrive
   blocks list | add <address> [ttlSec] | lift <address>
+  trace <traceId>                one request's steps as a waterfall (the x-trace-id of any answer)
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
@@ -79,15 +82,25 @@ async function main(argv: string[]): Promise<number> {
     return code
   }
 
+  if (command === 'trace') {
+    const { runTraceCommand } = await import('./trace.js')
+    const code = await runTraceCommand(rest, config, log, (line) => console.log(line))
+    log.flush()
+    return code
+  }
+
   let devNats: ChildProcess | undefined
   const started: Running[] = []
   const names = command === 'start' ? Object.keys(processes) : [command]
   for (const name of names) if (!processes[name]) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
   if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
 
+  let tracing: Tracing | undefined
   const stopAll = async (): Promise<boolean> => {
     let clean = true
     for (const r of started.reverse()) clean = (await r.close()) && clean
+    // Last, so the spans of the shutdown itself go out too (bounded by the export timeout).
+    await tracing?.shutdown().catch((err: unknown) => log.warn({ err }, 'span export at shutdown failed'))
     devNats?.kill('SIGTERM')
     log.flush()
     return clean
@@ -111,9 +124,11 @@ async function main(argv: string[]): Promise<number> {
 
   try {
     if (command === 'start') devNats = await ensureNats(config, (line) => console.log(line))
+    const host = await hostFor(command, config, log)
+    tracing = host.tracing
     for (const name of names) {
       const starter = await processes[name]!()
-      started.push(await starter(config, log))
+      started.push(await starter(config, log, host))
     }
   } catch (err) {
     await stopAll()
@@ -128,6 +143,26 @@ async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/**
+ * What the parts share in this process: one tracer (its instrumentations registered before any part
+ * is loaded, so pg and ioredis are patched when the parts import them) and, under `flowgate start`,
+ * one metrics registry that the gateway serves at /metrics (one scrape target for everything).
+ */
+async function hostFor(command: string, config: Config, log: Logger): Promise<Host> {
+  const { createTracing, registerTracingMetrics } = await import('../lib/telemetry.js')
+  if (config.otelEndpoint) {
+    const { instrumentLibraries } = await import('../lib/instrumentation.js')
+    const { tooLate } = await instrumentLibraries()
+    if (tooLate.length > 0) log.warn({ modules: tooLate }, 'loaded before tracing started: their calls are not traced')
+  }
+  const tracing = await createTracing(config, command === 'start' ? '' : command)
+  if (command !== 'start') return { tracing }
+  const { Registry } = await import('prom-client')
+  const registry = new Registry()
+  registerTracingMetrics(registry, tracing)
+  return { tracing, registry }
+}
 
 main(process.argv.slice(2)).then(
   (code) => {

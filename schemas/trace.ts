@@ -16,6 +16,8 @@ export const StepEvent = Type.Object({
   outcome: Type.Union([Type.Literal('ok'), Type.Literal('error')]),
   errorCode: Type.Optional(Type.String({ maxLength: 64 })),
   error: Type.Optional(Type.String({ maxLength: 1024 })),
+  /** The NATS micro service instance id of the worker that ran the step. */
+  worker: Type.Optional(Type.String({ maxLength: 128 })),
   startedAt: Type.Integer({ minimum: 0, description: 'epoch milliseconds' }),
   durationMs: Type.Number({ minimum: 0 }),
 })

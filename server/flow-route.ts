@@ -8,10 +8,12 @@ import { JSON_TYPE, parseEnvelope, reviveError } from '../lib/envelope.js'
 import { errors } from '../lib/errors.js'
 import { bodyText } from '../lib/nats.js'
 import { headers as wire, subjects } from '../lib/subjects.js'
+import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { formatTraceparent } from '../lib/trace-context.js'
 import { ajvFieldErrors } from '../lib/validation.js'
 import { RequestHeaders } from '../lib/wire-headers.js'
 import { callerOf } from './caller.js'
+import type { HttpMetrics } from './metrics.js'
 import type { Requester } from './requester.js'
 import type { FlowTarget, Params } from './resolver.js'
 import { coerceInPlace, type FlowRoute } from './routes.js'
@@ -20,12 +22,14 @@ export interface FlowRouteDeps {
   nats: NatsConnection
   requester: Requester
   tokens: TokenService
+  tracing: Tracing
+  metrics: Pick<HttpMetrics, 'flowCall'>
 }
 
 export type FlowHandler = (request: FastifyRequest, reply: FastifyReply, target: FlowTarget) => Promise<FastifyReply>
 
 export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps: FlowRouteDeps): FlowHandler {
-  const { nats: nc, requester, tokens } = deps
+  const { nats: nc, requester, tokens, tracing, metrics } = deps
   return async function callFlow(request, reply, target) {
     const { route, params } = target
     request.routeLabel = target.template
@@ -36,11 +40,14 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
     const payload = Buffer.from(JSON.stringify(input))
     // Checked here: the server would drop an oversized publish and the caller would wait for nothing.
     if (payload.length > requester.maxPayload()) {
+      metrics.flowCall(route.subject, 'too_large')
       throw errors.payloadTooLarge(`Request is ${payload.length} bytes; the message bus accepts at most ${requester.maxPayload()}`)
     }
     const timeoutMs = route.timeoutMs ?? config.requestTimeoutMs
+    // The NATS request is its own CLIENT span when spans are recorded; off, the worker's parent is the request's span.
+    const span = tracing.enabled ? startClientSpan(tracing, request, route.subject, payload.length) : request.span
     const h = new RequestHeaders()
-      .put(wire.traceparent, formatTraceparent(request.traceId, request.span?.spanId ?? '0000000000000001'))
+      .put(wire.traceparent, formatTraceparent(request.traceId, span?.spanId ?? '0000000000000001', span?.flags))
       .put(wire.requestId, request.id)
       .put(wire.deadline, String(Date.now() + timeoutMs))
     if (request.tracestate) h.put(wire.tracestate, request.tracestate)
@@ -54,10 +61,18 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
     }
     raw.once('close', onClose)
     try {
-      const msg = await requester.request(route.subject, payload, h, timeoutMs)
-      // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
-      const text = bodyText(msg.data)
-      const envelope = parseEnvelope(text)
+      let envelope, text
+      try {
+        const msg = await requester.request(route.subject, payload, h, timeoutMs)
+        // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
+        text = bodyText(msg.data)
+        envelope = parseEnvelope(text)
+      } catch (err) {
+        if (tracing.enabled) endClientSpan(span, err as { code: string; message: string; status?: number })
+        throw err
+      }
+      if (tracing.enabled) endClientSpan(span, envelope.success ? undefined : envelope)
+      if (!envelope.success) request.errorCode = envelope.errorCode
       // A failing flow from another codebase may put internals in a 500 message: re-shape it here.
       if (!envelope.success && envelope.status >= 500 && envelope.errorCode === 'INTERNAL_ERROR' && envelope.message !== 'Internal error') {
         throw reviveError({ ...envelope, message: 'Internal error' })
@@ -67,6 +82,28 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
       raw.removeListener('close', onClose)
     }
   }
+}
+
+function startClientSpan(tracing: Tracing, request: FastifyRequest, subject: string, bytes: number): SpanHandle {
+  return tracing.startSpan(
+    `send ${subject}`,
+    request.traceId,
+    request.span?.spanId,
+    {
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'send',
+      'messaging.operation.name': 'request',
+      'messaging.destination.name': subject,
+      'messaging.message.body.size': bytes,
+    },
+    { kind: 'client', parent: request.span },
+  )
+}
+
+/** A flow's failure is the CLIENT span's error only when it is the flow's fault (5xx), as for an HTTP client. */
+function endClientSpan(span: SpanHandle | undefined, failure: { errorCode?: string; code?: string; message: string; status?: number } | undefined) {
+  if (failure === undefined || (failure.status !== undefined && failure.status < 500)) return span?.end()
+  span?.end({ code: failure.errorCode ?? failure.code ?? 'INTERNAL_ERROR', message: failure.message, status: failure.status })
 }
 
 /** Path params over query over body: the path is the most specific thing the caller said. */

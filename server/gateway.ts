@@ -54,7 +54,8 @@ const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: und
 
 export async function buildGateway(config: Config, deps: GatewayDeps): Promise<Gateway> {
   const { nats: nc, log, tokens, tracing } = deps
-  const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log })
+  const metrics = createHttpMetrics(deps.registry)
+  const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log, onOutcome: metrics.flowCall })
   const discovery = createDiscovery(nc, config, log)
   const resolver = createResolver(() => discovery.table())
   let closing = false
@@ -75,7 +76,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
 
   decorateRequests(app)
   const recent = createRecentRequests(RECENT_REQUESTS)
-  registerRequestHooks(app, { tracing, metrics: createHttpMetrics(deps.registry), recent })
+  registerRequestHooks(app, { tracing, metrics, recent })
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and routing.
   const security = await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, resolve: (request) => targetOf(request, resolver) })
 
@@ -88,9 +89,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     routes: () => discovery.table(),
     documentHeaders: security.document,
   })
-  registerTraceRoutes(app, nc, tokens, log)
+  registerTraceRoutes(app, { nats: nc, tokens, log, recent, documentHeaders: security.document })
 
-  const callFlow = createFlowHandler(config, { nats: nc, requester, tokens })
+  const callFlow = createFlowHandler(config, { nats: nc, requester, tokens, tracing, metrics })
   app.route({
     method: [...METHODS],
     url: CATCH_ALL,

@@ -3,7 +3,7 @@
 // ends its span and writes its one log line.
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { SpanHandle, Tracing } from '../lib/telemetry.js'
-import { parseTraceparent } from '../lib/trace-context.js'
+import { isSampled, parseTraceparent } from '../lib/trace-context.js'
 import type { HttpMetrics } from './metrics.js'
 import type { RecentRequests } from './recent.js'
 
@@ -16,6 +16,8 @@ declare module 'fastify' {
     urlPath: string
     /** The route template that served the request: set by the route, or at completion from Fastify's own routes. */
     routeLabel: string
+    /** The envelope error code of an error answer (set where the answer is made), for metrics and the span. */
+    errorCode: string | undefined
   }
 }
 
@@ -30,6 +32,7 @@ export function decorateRequests(app: FastifyInstance): void {
   app.decorateRequest('tracestate', undefined)
   app.decorateRequest('urlPath', '')
   app.decorateRequest('routeLabel', UNMATCHED)
+  app.decorateRequest('errorCode', undefined)
   app.decorateRequest('caller', undefined)
   app.decorateRequest('target', undefined)
 }
@@ -51,7 +54,13 @@ export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Trac
     const q = url.indexOf('?')
     request.urlPath = q === -1 ? url : url.slice(0, q)
     const incoming = parseTraceparent(request.headers.traceparent, request.headers.tracestate)
-    const span = tracing.startSpan(`${request.method} gateway`, incoming.traceId, incoming.parentSpanId)
+    // The attributes are built only when spans are recorded: tracing off pays this one branch.
+    const span = tracing.enabled
+      ? tracing.startSpan(request.method, incoming.traceId, incoming.parentSpanId, serverAttributes(request), {
+          kind: 'server',
+          sampled: isSampled(incoming.flags),
+        })
+      : tracing.startSpan(request.method, incoming.traceId, incoming.parentSpanId)
     request.span = span
     request.traceId = span.traceId
     request.tracestate = incoming.tracestate
@@ -64,8 +73,8 @@ export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Trac
     const route = labelOf(request)
     const status = reply.statusCode
     const durationMs = Math.round(reply.elapsedTime * 1000) / 1000
-    metrics.observe(request.method, route, status, reply.elapsedTime / 1000)
-    request.span?.end(status >= 500 ? { code: String(status), message: 'server error' } : undefined)
+    metrics.observe(request.method, route, status, reply.elapsedTime / 1000, request.errorCode)
+    if (tracing.enabled) endServerSpan(request, route, status)
     request.log.info({ method: request.method, route, status, durationMs, trace_id: request.traceId }, 'request completed')
     recent?.record({
       startedAt: Math.round(Date.now() - reply.elapsedTime),
@@ -79,5 +88,26 @@ export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Trac
       flow: request.target?.route.flow,
     })
     done()
+  })
+}
+
+/** The HTTP server span's attributes known at the start (semantic conventions, stable HTTP). */
+function serverAttributes(request: FastifyRequest) {
+  return {
+    'http.request.method': request.method,
+    'url.path': request.urlPath,
+    'url.scheme': request.protocol,
+    'client.address': request.ip,
+    'network.protocol.version': request.raw.httpVersion,
+    'user_agent.original': request.headers['user-agent'],
+  }
+}
+
+/** Names the span after its route template (`GET /api/v1/admin/list`) and records the status; a 5xx is an error. */
+function endServerSpan(request: FastifyRequest, route: string, status: number) {
+  const error = status >= 500 ? { code: request.errorCode ?? String(status), message: `HTTP ${status}`, status } : undefined
+  request.span?.end(error, {
+    name: route === UNMATCHED ? request.method : `${request.method} ${route}`,
+    attributes: { 'http.route': route === UNMATCHED ? undefined : route, 'http.response.status_code': status, 'flowgate.request_id': request.id },
   })
 }

@@ -6,12 +6,13 @@ import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
-import { createTracing } from '../lib/telemetry.js'
+import type { Host } from '../lib/metrics.js'
+import { createTracing, registerTracingMetrics } from '../lib/telemetry.js'
 import { createEdgeParts } from './edge/start.js'
 import { buildGateway } from './gateway.js'
 import { createGatewayHttpServer, type GatewayHttpServer } from './http-server.js'
 
-export async function start(config: Config, log: Logger): Promise<Running> {
+export async function start(config: Config, log: Logger, host: Host = {}): Promise<Running> {
   const closers: Closer[] = []
   // Listening comes first: until NATS answers, the server says so (503 envelope, /ready false).
   const http = createGatewayHttpServer()
@@ -19,19 +20,28 @@ export async function start(config: Config, log: Logger): Promise<Running> {
   // Closed by the gateway once it is built; here only when the start fails before that.
   closers.push({ name: 'http', close: () => http.close() })
   try {
-    return await startOn(http, closers, config, log)
+    return await startOn(http, closers, config, log, host)
   } catch (err) {
     await closeAll(closers, config.shutdownTimeoutMs, log)
     throw err
   }
 }
 
-async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger): Promise<Running> {
-  const tracing = await createTracing(config, 'gateway')
-  closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
+async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger, host: Host): Promise<Running> {
+  let tracing = host.tracing
+  if (!tracing) {
+    const own = await createTracing(config, 'gateway')
+    closers.push({ name: 'telemetry', close: () => own.shutdown() })
+    tracing = own
+  }
   const nc = await connectNats(config, log, 'flowgate-gateway')
   closers.push({ name: 'nats', close: () => nc.drain() })
-  const registry = new Registry()
+  // Under `flowgate start` the host's registry holds every part's metrics: /metrics here serves them all.
+  let registry = host.registry
+  if (!registry) {
+    registry = new Registry()
+    registerTracingMetrics(registry, tracing)
+  }
   collectDefaultMetrics({ register: registry, prefix: 'flowgate_gateway_' })
   const edge = createEdgeParts(config, nc, log, registry)
   closers.push({ name: 'edge', close: () => edge.close() })

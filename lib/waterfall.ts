@@ -1,0 +1,116 @@
+// One trace's steps laid out as a waterfall: nested by parent span, ordered by start, each with its
+// offset from the start of the trace. Shared by the trace page (server/trace-page.ts) and
+// `flowgate trace` (cli/trace.ts), so a browser and a terminal show the same thing.
+import type { StepEvent } from '../schemas/trace.js'
+
+export interface WaterfallRow {
+  spanId: string
+  /** 0 for a step the flow ran directly, 1 for a step inside it, ... */
+  depth: number
+  /** The step's own name (the last part of its path). */
+  name: string
+  /** The step's full path, `parent/child`. */
+  path: string
+  flow: string
+  offsetMs: number
+  durationMs: number
+  outcome: 'ok' | 'error'
+  errorCode?: string
+  worker?: string
+}
+
+export interface Waterfall {
+  traceId: string
+  /** Epoch ms of the earliest step (or of the request, when it is known). */
+  startedAt: number
+  /** From the start to the end of the latest step (or of the request). */
+  totalMs: number
+  flows: string[]
+  workers: string[]
+  rows: WaterfallRow[]
+  /** Steps not laid out because of the row bound. */
+  omitted: number
+}
+
+/** What the gateway knows of the request itself (its recent ring), when the trace passed through it. */
+export interface RequestSpan {
+  startedAt: number
+  durationMs: number
+  method: string
+  route: string
+  status: number
+}
+
+const MAX_DEPTH = 32
+
+/** Lays out at most `maxRows` steps, depth first in start order; the rest are counted, not shown. */
+export function buildWaterfall(traceId: string, steps: readonly StepEvent[], maxRows: number, request?: RequestSpan): Waterfall {
+  const ids = new Set(steps.map((s) => s.spanId))
+  const children = new Map<string, StepEvent[]>()
+  const roots: StepEvent[] = []
+  for (const step of steps) {
+    // A step whose parent is no step is run by the flow directly (its parent is the flow's span).
+    if (ids.has(step.parentSpanId) && step.parentSpanId !== step.spanId) {
+      let list = children.get(step.parentSpanId)
+      if (!list) children.set(step.parentSpanId, (list = []))
+      list.push(step)
+    } else {
+      roots.push(step)
+    }
+  }
+  const byStart = (a: StepEvent, b: StepEvent) => a.startedAt - b.startedAt || a.step.localeCompare(b.step)
+  let start = Infinity
+  let end = 0
+  for (const s of steps) {
+    start = Math.min(start, s.startedAt)
+    end = Math.max(end, s.startedAt + s.durationMs)
+  }
+  if (request) {
+    start = Math.min(start, request.startedAt)
+    end = Math.max(end, request.startedAt + request.durationMs)
+  }
+  if (start === Infinity) start = 0
+
+  const rows: WaterfallRow[] = []
+  const visited = new Set<string>()
+  // Iterative depth-first walk: a trace of 10,000 nested steps must not exhaust the stack.
+  const stack: Array<{ step: StepEvent; depth: number }> = roots.sort(byStart).reverse().map((step) => ({ step, depth: 0 }))
+  while (stack.length > 0 && rows.length < maxRows) {
+    const { step, depth } = stack.pop()!
+    if (visited.has(step.spanId)) continue // a span id reused by a rogue publisher: shown once
+    visited.add(step.spanId)
+    const slash = step.step.lastIndexOf('/')
+    rows.push({
+      spanId: step.spanId,
+      depth: Math.min(depth, MAX_DEPTH),
+      name: slash === -1 ? step.step : step.step.slice(slash + 1),
+      path: step.step,
+      flow: step.flow,
+      offsetMs: round(step.startedAt - start),
+      durationMs: step.durationMs,
+      outcome: step.outcome,
+      errorCode: step.errorCode,
+      worker: step.worker,
+    })
+    const kids = children.get(step.spanId)
+    if (kids) for (const kid of [...kids].sort(byStart).reverse()) stack.push({ step: kid, depth: depth + 1 })
+  }
+  return {
+    traceId,
+    startedAt: start,
+    totalMs: round(Math.max(0, end - start)),
+    flows: [...new Set(steps.map((s) => s.flow))],
+    workers: [...new Set(steps.flatMap((s) => (s.worker ? [s.worker] : [])))],
+    rows,
+    omitted: steps.length - rows.length,
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 1000) / 1000
+
+/** A duration for people: `0.42 ms`, `12.3 ms`, `1.25 s`. */
+export function formatMs(ms: number): string {
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`
+  if (ms >= 10) return `${ms.toFixed(1)} ms`
+  return `${ms.toFixed(2)} ms`
+}
