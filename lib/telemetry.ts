@@ -190,6 +190,7 @@ export async function createTracing(config: TracingConfig, component: string): P
     onStart: (span, parent) => batch.onStart(span, parent),
     onEnd(span: ReadableSpan) {
       if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return
+      scrubErrors(span)
       if (counts.queued >= maxQueue) {
         counts.dropped++
         return
@@ -241,6 +242,31 @@ export async function createTracing(config: TracingConfig, component: string): P
       trace.disable()
     },
   }
+}
+
+const QUOTED = /'[^']*'|"[^"]*"/g
+
+/**
+ * The instrumentations record a failed call's exception with its stack and the driver's message,
+ * which quotes what was sent (Redis: the command's arguments, keys that may hold an email; pg: a
+ * value that broke a constraint). Before export the stack goes and quoted text becomes `'…'`:
+ * the error's type and shape stay, what it was about does not leave the process.
+ */
+function scrubErrors(span: ReadableSpan): void {
+  for (const event of span.events) {
+    if (event.name !== 'exception' || !event.attributes) continue
+    const attributes = event.attributes as Record<string, unknown>
+    delete attributes['exception.stacktrace']
+    const message = attributes['exception.message']
+    if (typeof message === 'string') attributes['exception.message'] = scrubMessage(message)
+  }
+  const status = span.status as { message?: string }
+  if (status.message) status.message = scrubMessage(status.message)
+}
+
+export function scrubMessage(message: string): string {
+  const scrubbed = message.replace(QUOTED, "'…'")
+  return scrubbed.length > MAX_ERROR_MESSAGE ? scrubbed.slice(0, MAX_ERROR_MESSAGE) : scrubbed
 }
 
 /** The OTLP/HTTP traces URL: the standard says the base endpoint gets `/v1/traces` appended. */
