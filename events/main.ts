@@ -1,8 +1,8 @@
 // The subscriber process: connect, consume, close in reverse order.
-import { Registry, collectDefaultMetrics } from 'prom-client'
+import { Registry } from 'prom-client'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
-import { serveMetrics, type Host } from '../lib/metrics.js'
+import { collectProcessMetrics, serveMetrics, type Host } from '../lib/metrics.js'
 import { connectNats } from '../lib/nats.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
 import { consumers, streams } from '../lib/subjects.js'
@@ -16,7 +16,7 @@ export async function start(config: Config, log: Logger, host: Host = {}): Promi
   const subscriber = createSubscriber(nc, config, { log })
   closers.push({ name: 'subscriber', close: () => subscriber.close() })
   const registry = host.registry ?? new Registry()
-  if (!host.registry) collectDefaultMetrics({ register: registry, prefix: 'flowgate_subscriber_' })
+  if (!host.registry) collectProcessMetrics(registry, 'flowgate_subscriber_')
   registerSubscriberMetrics(registry, subscriber)
   let metricsAt = ''
   if (!host.registry && config.subscriberMetricsPort > 0) {

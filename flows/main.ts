@@ -7,8 +7,8 @@ import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
 import { createPasswordHasher } from '../lib/passwords.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
-import { Registry, collectDefaultMetrics } from 'prom-client'
-import { serveMetrics, type Host } from '../lib/metrics.js'
+import { Registry } from 'prom-client'
+import { collectProcessMetrics, serveMetrics, type Host } from '../lib/metrics.js'
 import { createTracing, registerTracingMetrics } from '../lib/telemetry.js'
 import { closeCacheClient, createCacheClient, probeCache } from './cache.js'
 import type { FlowDeps } from './context.js'
@@ -35,7 +35,7 @@ export async function start(config: Config, log: Logger, say: (line: string) => 
   let registry = host.registry
   if (!registry) {
     registry = new Registry()
-    collectDefaultMetrics({ register: registry, prefix: 'flowgate_flows_' })
+    collectProcessMetrics(registry, 'flowgate_flows_')
     registerTracingMetrics(registry, tracing)
   }
   const nc = await connectNats(config, log, 'flowgate-flows')

@@ -1,7 +1,7 @@
 // What every process shares for Prometheus: a label guard that keeps a label's value set bounded,
 // the /metrics endpoint of a process run on its own, and what a host process lends the parts it runs.
 import { createServer, type Server } from 'node:http'
-import type { Registry } from 'prom-client'
+import { collectDefaultMetrics, type Registry } from 'prom-client'
 import type { Logger } from './logger.js'
 import type { Tracing } from './telemetry.js'
 
@@ -28,6 +28,16 @@ export function boundedLabel(max: number): (value: string) => string {
     seen.add(value)
     return value
   }
+}
+
+// prom-client's default set names three gauges with `_total`, the suffix of counters: promtool
+// refuses them. Their values are in nodejs_active_handles / _requests / _resources (by type) anyway.
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
+/** The process's CPU, memory, event loop and GC metrics under `prefix`, named as Prometheus expects. */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix })
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(`${prefix}${name}`)
 }
 
 export interface MetricsServer {

@@ -76,7 +76,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
 
   decorateRequests(app)
   const recent = createRecentRequests(RECENT_REQUESTS)
-  registerRequestHooks(app, { tracing, metrics, recent })
+  registerRequestHooks(app, { tracing, metrics, recent, resolve: (request) => targetOf(request, resolver) })
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and routing.
   const security = await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, resolve: (request) => targetOf(request, resolver) })
 

@@ -6,6 +6,7 @@ import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { isSampled, parseTraceparent } from '../lib/trace-context.js'
 import type { HttpMetrics } from './metrics.js'
 import type { RecentRequests } from './recent.js'
+import type { Target } from './resolver.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -47,8 +48,17 @@ export function labelOf(request: FastifyRequest): string {
 }
 
 /** The first onRequest hook, and the first onResponse hook: register before the edge's. */
-export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Tracing; metrics: HttpMetrics; recent?: RecentRequests }): void {
-  const { tracing, metrics, recent } = deps
+export function registerRequestHooks(
+  app: FastifyInstance,
+  deps: {
+    tracing: Tracing
+    metrics: HttpMetrics
+    recent?: RecentRequests
+    /** What would have served a request refused before its route ran (rate limit, blocklist), for its label. */
+    resolve?: (request: FastifyRequest) => Target | undefined
+  },
+): void {
+  const { tracing, metrics, recent, resolve } = deps
   app.addHook('onRequest', function traceRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const url = request.url
     const q = url.indexOf('?')
@@ -70,7 +80,8 @@ export function registerRequestHooks(app: FastifyInstance, deps: { tracing: Trac
   })
 
   app.addHook('onResponse', function completeRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-    const route = labelOf(request)
+    let route = labelOf(request)
+    if (route === UNMATCHED && resolve !== undefined) route = request.routeLabel = resolve(request)?.template ?? UNMATCHED
     const status = reply.statusCode
     const durationMs = Math.round(reply.elapsedTime * 1000) / 1000
     metrics.observe(request.method, route, status, reply.elapsedTime / 1000, request.errorCode)

@@ -1,12 +1,12 @@
 // The gateway process: listen, connect, build; close in reverse order.
 import type { AddressInfo } from 'node:net'
-import { Registry, collectDefaultMetrics } from 'prom-client'
+import { Registry } from 'prom-client'
 import { createTokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
-import type { Host } from '../lib/metrics.js'
+import { collectProcessMetrics, type Host } from '../lib/metrics.js'
 import { createTracing, registerTracingMetrics } from '../lib/telemetry.js'
 import { createEdgeParts } from './edge/start.js'
 import { buildGateway } from './gateway.js'
@@ -42,7 +42,7 @@ async function startOn(http: GatewayHttpServer, closers: Closer[], config: Confi
     registry = new Registry()
     registerTracingMetrics(registry, tracing)
   }
-  collectDefaultMetrics({ register: registry, prefix: 'flowgate_gateway_' })
+  collectProcessMetrics(registry, 'flowgate_gateway_')
   const edge = createEdgeParts(config, nc, log, registry)
   closers.push({ name: 'edge', close: () => edge.close() })
   const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge, http })
