@@ -7,7 +7,7 @@ export interface WaterfallRow {
   spanId: string
   /** 0 for a step the flow ran directly, 1 for a step inside it, ... */
   depth: number
-  /** The step's own name (the last part of its path). */
+  /** The step's own name (its path without its parent's). */
   name: string
   /** The step's full path, `parent/child`. */
   path: string
@@ -45,7 +45,8 @@ const MAX_DEPTH = 32
 
 /** Lays out at most `maxRows` steps, depth first in start order; the rest are counted, not shown. */
 export function buildWaterfall(traceId: string, steps: readonly StepEvent[], maxRows: number, request?: RequestSpan): Waterfall {
-  const ids = new Set(steps.map((s) => s.spanId))
+  const byId = new Map(steps.map((s) => [s.spanId, s]))
+  const ids = new Set(byId.keys())
   const children = new Map<string, StepEvent[]>()
   const roots: StepEvent[] = []
   for (const step of steps) {
@@ -79,11 +80,13 @@ export function buildWaterfall(traceId: string, steps: readonly StepEvent[], max
     const { step, depth } = stack.pop()!
     if (visited.has(step.spanId)) continue // a span id reused by a rogue publisher: shown once
     visited.add(step.spanId)
-    const slash = step.step.lastIndexOf('/')
+    // A nested step's path is its parent's path, a slash, its name (which may itself hold a slash).
+    const parentPath = byId.get(step.parentSpanId)?.step
+    const name = parentPath !== undefined && step.step.startsWith(`${parentPath}/`) ? step.step.slice(parentPath.length + 1) : step.step
     rows.push({
       spanId: step.spanId,
       depth: Math.min(depth, MAX_DEPTH),
-      name: slash === -1 ? step.step : step.step.slice(slash + 1),
+      name,
       path: step.step,
       flow: step.flow,
       offsetMs: round(step.startedAt - start),

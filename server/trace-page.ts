@@ -63,6 +63,18 @@ export function traceMessageHtml(traceId: string, status: number, message: strin
   return layout(`Trace ${traceId}`, `<h1>Trace <code>${escapeHtml(traceId)}</code></h1><p class="message status${status}">${escapeHtml(message)}</p>`)
 }
 
+/** The sign-in form for a browser: an admin token pasted once, kept in an HttpOnly cookie for the trace pages. */
+export function signInHtml(next: string, problem?: string): string {
+  return layout(
+    'Sign in to the trace pages',
+    `<h1>Sign in</h1>${problem ? `<p class="message problem">${escapeHtml(problem)}</p>` : ''}` +
+      `<p>The trace pages are for admins. Paste an admin token (<code>POST /api/v1/admin/login</code> gives one); ` +
+      `it is kept in a cookie that only the trace pages read, for as long as the token lasts and at most an hour.</p>` +
+      `<form method="post" action="/traces/session"><input type="hidden" name="next" value="${escapeHtml(next)}">` +
+      `<label>admin token<br><textarea name="token" rows="4" cols="80" required></textarea></label><br><button>Sign in</button></form>`,
+  )
+}
+
 export interface ListQuery {
   flow?: string
   status?: number
