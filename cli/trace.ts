@@ -29,11 +29,11 @@ export async function runTraceCommand(args: string[], config: Config, log: Logge
       print(`Trace stream unavailable: the steps of ${traceId} cannot be read now.`)
       return 1
     }
-    if (read.steps.length === 0) {
+    if (read.steps.length === 0 && read.runs.length === 0) {
       print(`No steps recorded for trace ${traceId} (steps are kept for 15 minutes).`)
       return 1
     }
-    for (const line of renderWaterfall(buildWaterfall(traceId, read.steps, MAX_ROWS), read.recorded)) print(line)
+    for (const line of renderWaterfall(buildWaterfall(traceId, read.steps, MAX_ROWS, undefined, read.runs), read.recorded)) print(line)
     return 0
   } finally {
     await nc.close()
@@ -51,7 +51,7 @@ export function renderWaterfall(w: Waterfall, recorded: number): string[] {
   const scale = w.totalMs > 0 ? BAR_WIDTH / w.totalMs : 0
   for (const r of w.rows) {
     // Control characters in a step name (any flow may name its steps) would move the terminal's cursor.
-    const name = `${'  '.repeat(Math.min(r.depth, 8))}${printable(r.name)}`
+    const name = `${'  '.repeat(Math.min(r.depth, 8))}${r.kind === 'run' ? 'flow ' : ''}${printable(r.name)}`
     const clipped = name.length > NAME_WIDTH ? `${name.slice(0, NAME_WIDTH - 1)}…` : name.padEnd(NAME_WIDTH)
     const left = Math.min(BAR_WIDTH - 1, Math.floor(r.offsetMs * scale))
     const width = Math.max(1, Math.min(BAR_WIDTH - left, Math.round(r.durationMs * scale)))
@@ -59,7 +59,8 @@ export function renderWaterfall(w: Waterfall, recorded: number): string[] {
     const outcome = r.outcome === 'ok' ? 'ok     ' : `error ${r.errorCode ?? ''}`.padEnd(7)
     lines.push(`${clipped} ${formatMs(r.offsetMs).padStart(10)} ${formatMs(r.durationMs).padStart(10)}  ${outcome} |${bar}|`)
   }
-  if (recorded > w.rows.length) lines.push('', `showing ${w.rows.length} of ${recorded} recorded steps`)
+  const shown = w.rows.filter((r) => r.kind === 'step').length
+  if (recorded > shown) lines.push('', `showing ${shown} of ${recorded} recorded steps`)
   return lines
 }
 

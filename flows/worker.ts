@@ -117,6 +117,7 @@ export async function createFlowWorker(
       { kind: 'server', sampled: isSampled(trace.flags) },
     )
     const traceId = span.traceId
+    const startedAt = Date.now()
     const t0 = performance.now()
     const run = new Run()
     let failedStep: string | undefined
@@ -128,6 +129,22 @@ export async function createFlowWorker(
       respond(msg, data, err, traceId, status)
       const seconds = (performance.now() - t0) / 1000
       metrics.flowDone(flow.name, err ? 'error' : 'ok', seconds, err?.code)
+      // The run's own event, so a trace page shows the flow around its steps (and a run with none).
+      publishStep({
+        v: 1,
+        kind: 'run',
+        traceId,
+        spanId: span.spanId,
+        parentSpanId: trace.parentSpanId ?? NO_PARENT,
+        requestId,
+        flow: flow.name,
+        step: flow.name,
+        worker: workerId,
+        outcome: err ? 'error' : 'ok',
+        ...(err ? { errorCode: err.code } : {}),
+        startedAt,
+        durationMs: Math.round(seconds * 1e6) / 1000,
+      })
       span.end(err ? { code: err.code, message: err.message, status: err.status } : undefined)
       // A successful run is already logged by its steps; its own line is debug, built only when that level is on.
       if (!err && !log.isLevelEnabled('debug')) return
@@ -212,6 +229,8 @@ export async function createFlowWorker(
     },
   }
 }
+
+const NO_PARENT = '0000000000000000'
 
 /** One flow run's deadline and cancellation; the AbortController is made only if the flow asks for ctx.signal. */
 class Run {

@@ -4,6 +4,8 @@
 import type { StepEvent } from '../schemas/trace.js'
 
 export interface WaterfallRow {
+  /** A flow run (the worker's handling of the request) or one of its steps. */
+  kind: 'run' | 'step'
   spanId: string
   /** 0 for a step the flow ran directly, 1 for a step inside it, ... */
   depth: number
@@ -43,12 +45,13 @@ export interface RequestSpan {
 
 const MAX_DEPTH = 32
 
-/** Lays out at most `maxRows` steps, depth first in start order; the rest are counted, not shown. */
-export function buildWaterfall(traceId: string, steps: readonly StepEvent[], maxRows: number, request?: RequestSpan): Waterfall {
+/** Lays out at most `maxRows` runs and steps, depth first in start order, steps under their run; the rest are counted, not shown. */
+export function buildWaterfall(traceId: string, steps: readonly StepEvent[], maxRows: number, request?: RequestSpan, runs: readonly StepEvent[] = []): Waterfall {
   const byId = new Map(steps.map((s) => [s.spanId, s]))
-  const ids = new Set(byId.keys())
+  const runIds = new Set(runs.map((r) => r.spanId))
+  const ids = new Set([...byId.keys(), ...runIds])
   const children = new Map<string, StepEvent[]>()
-  const roots: StepEvent[] = []
+  const roots: StepEvent[] = [...runs]
   for (const step of steps) {
     // A step whose parent is no step is run by the flow directly (its parent is the flow's span).
     if (ids.has(step.parentSpanId) && step.parentSpanId !== step.spanId) {
@@ -62,7 +65,7 @@ export function buildWaterfall(traceId: string, steps: readonly StepEvent[], max
   const byStart = (a: StepEvent, b: StepEvent) => a.startedAt - b.startedAt || a.step.localeCompare(b.step)
   let start = Infinity
   let end = 0
-  for (const s of steps) {
+  for (const s of [...steps, ...runs]) {
     start = Math.min(start, s.startedAt)
     end = Math.max(end, s.startedAt + s.durationMs)
   }
@@ -84,6 +87,7 @@ export function buildWaterfall(traceId: string, steps: readonly StepEvent[], max
     const parentPath = byId.get(step.parentSpanId)?.step
     const name = parentPath !== undefined && step.step.startsWith(`${parentPath}/`) ? step.step.slice(parentPath.length + 1) : step.step
     rows.push({
+      kind: step.kind === 'run' ? 'run' : 'step',
       spanId: step.spanId,
       depth: Math.min(depth, MAX_DEPTH),
       name,
@@ -102,10 +106,10 @@ export function buildWaterfall(traceId: string, steps: readonly StepEvent[], max
     traceId,
     startedAt: start,
     totalMs: round(Math.max(0, end - start)),
-    flows: [...new Set(steps.map((s) => s.flow))],
-    workers: [...new Set(steps.flatMap((s) => (s.worker ? [s.worker] : [])))],
+    flows: [...new Set([...runs, ...steps].map((s) => s.flow))],
+    workers: [...new Set([...runs, ...steps].flatMap((s) => (s.worker ? [s.worker] : [])))],
     rows,
-    omitted: steps.length - rows.length,
+    omitted: steps.length + runs.length - rows.length,
   }
 }
 

@@ -36,15 +36,16 @@ export function traceHtml(w: Waterfall, recorded: number, request: RequestSpan |
   }
   for (const r of w.rows) {
     const outcome = r.outcome === 'ok' ? 'ok' : `error ${r.errorCode ?? ''}`
+    const name = r.kind === 'run' ? `flow ${r.name}` : r.name
     rows.push(
-      `<tr class="step ${r.outcome}" data-step="${escapeHtml(r.path)}"><td class="name d${r.depth}" title="${escapeHtml(r.path)}">${escapeHtml(r.name)}</td>` +
+      `<tr class="${r.kind} ${r.outcome}" data-step="${escapeHtml(r.path)}"><td class="name d${r.depth}" title="${escapeHtml(r.path)}">${escapeHtml(name)}</td>` +
         `<td class="num offset">${formatMs(r.offsetMs)}</td><td class="num duration">${formatMs(r.durationMs)}</td>` +
         `<td class="outcome">${escapeHtml(outcome)}</td><td class="worker">${escapeHtml(r.worker ?? '')}</td>` +
-        `<td>${bar(r.offsetMs, r.durationMs, r.outcome)}</td></tr>`,
+        `<td>${bar(r.offsetMs, r.durationMs, r.kind === 'run' && r.outcome === 'ok' ? 'run' : r.outcome)}</td></tr>`,
     )
   }
-  const notShown = recorded - w.rows.length
-  const bound = notShown > 0 ? `<p class="bound">Showing ${w.rows.length} of ${recorded} recorded steps.</p>` : ''
+  const shown = w.rows.filter((r) => r.kind === 'step').length
+  const bound = shown < recorded ? `<p class="bound">Showing ${shown} of ${recorded} recorded steps.</p>` : ''
   const summary =
     `<dl><dt>trace</dt><dd><code>${escapeHtml(w.traceId)}</code></dd>` +
     `<dt>flow</dt><dd>${escapeHtml(w.flows.join(', ') || 'none')}</dd>` +
@@ -114,7 +115,7 @@ code{font-family:ui-monospace,monospace}dl{display:grid;grid-template-columns:ma
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e3e6ec;padding:.3rem .6rem;text-align:left;font-size:.9rem;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums}th.timeline{width:45%}td.name{overflow:hidden;text-overflow:ellipsis;max-width:28rem}
 .track{background:#f2f4f8;height:.9rem;width:100%}.bar{height:.9rem;background:#3b7dd8}.bar.gateway{background:#7a8699}.bar.error{background:#d8453b}
-tr.error td.outcome{color:#b3261e;font-weight:600}tr.request td{font-weight:600}.bound,.message{color:#667}form{margin:1rem 0}
+tr.error td.outcome{color:#b3261e;font-weight:600}tr.request td,tr.run td.name{font-weight:600}.bar.run{background:#5b6fb5}.bound,.message{color:#667}form{margin:1rem 0}
 ${steps.join('')}
 ${depths.join('')}
 `

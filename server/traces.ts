@@ -54,7 +54,9 @@ export interface TraceRouteDeps {
 export function registerTraceRoutes(app: FastifyInstance, deps: TraceRouteDeps): void {
   const { nats: nc, tokens, log, recent } = deps
   const css = traceCss()
-  const pageHeaders = { ...deps.documentHeaders, 'content-security-policy': PAGE_CSP, 'cache-control': 'no-store' }
+  // same-origin, not no-referrer: with no-referrer a browser posts the sign-in form with `Origin: null`,
+  // and the origin check below could not tell this gateway's own form from anyone's.
+  const pageHeaders = { ...deps.documentHeaders, 'content-security-policy': PAGE_CSP, 'cache-control': 'no-store', 'referrer-policy': 'same-origin' }
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
   const html = (reply: FastifyReply, status: number, body: string) => reply.code(status).headers(pageHeaders).type(HTML_TYPE).send(body)
 
@@ -89,8 +91,11 @@ export function registerTraceRoutes(app: FastifyInstance, deps: TraceRouteDeps):
     })
     scope.withTypeProvider<TypeBoxTypeProvider>().post('/traces/session', { schema: { body: SessionForm } }, async (request, reply) => {
       // A form posted from another site would sign this browser in with someone else's token.
-      if (!sameOrigin(request)) throw errors.forbidden('Sign in from this gateway\'s own page')
       const next = safeNext(request.body.next)
+      if (!sameOrigin(request)) {
+        request.errorCode = 'FORBIDDEN'
+        return html(reply, 403, signInHtml(next, 'Sign in from this gateway\'s own page.'))
+      }
       const token = request.body.token.trim()
       const caller = identify(`Bearer ${token}`, tokens)
       try {
@@ -123,16 +128,16 @@ export function registerTraceRoutes(app: FastifyInstance, deps: TraceRouteDeps):
       request.errorCode = error.code
       return html(reply, 503, traceMessageHtml(traceId, 503, `${error.message}: the steps of this trace cannot be read now.`))
     }
-    if (read.steps.length === 0) {
+    if (read.steps.length === 0 && read.runs.length === 0) {
       const error = errors.notFound(`No steps recorded for trace ${traceId}`)
       if (!page) throw error
       request.errorCode = error.code
       return html(reply, 404, traceMessageHtml(traceId, 404, `${error.message} (steps are kept for 15 minutes).`))
     }
-    if (!page) return reply.type(JSON_TYPE).send(successEnvelope({ traceId, recorded: read.recorded, steps: read.steps }, 200, request.traceId))
+    if (!page) return reply.type(JSON_TYPE).send(successEnvelope({ traceId, recorded: read.recorded, runs: read.runs, steps: read.steps }, 200, request.traceId))
     const served = recent.list({ traceId, limit: 1 })[0]
     const requestSpan: RequestSpan | undefined = served && { ...served }
-    return html(reply, 200, traceHtml(buildWaterfall(traceId, read.steps, MAX_PAGE_ROWS, requestSpan), read.recorded, requestSpan))
+    return html(reply, 200, traceHtml(buildWaterfall(traceId, read.steps, MAX_PAGE_ROWS, requestSpan, read.runs), read.recorded, requestSpan))
   })
 
   routes.get('/traces', { onRequest: adminOnly, schema: { querystring: ListQuery } }, async (request, reply) => {
