@@ -127,6 +127,9 @@ class RecordedSpan implements SpanHandle {
   }
 
   run<T>(fn: () => T): T {
+    // A span sampled out has no children worth making: the instrumentations, finding no active span,
+    // make none (they require a parent), and the call skips the context switch.
+    if (this.flags === '00') return fn()
     return context.with(trace.setSpan(ROOT_CONTEXT, this.span), fn)
   }
 
