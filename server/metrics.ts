@@ -42,6 +42,7 @@ export function createHttpMetrics(registry: Registry): HttpMetrics {
   rateLimited.inc(0)
   blocked.inc(0)
   const flowLabel = boundedLabel(MAX_FLOW_LABELS)
+  const callChildren = new Map<string, ReturnType<typeof calls.labels>>()
   return {
     observe(method, route, status, seconds, errorCode) {
       duration.observe({ method, route, status: String(status) }, seconds)
@@ -51,8 +52,15 @@ export function createHttpMetrics(registry: Registry): HttpMetrics {
       else if (errorCode === 'IP_BLOCKED') blocked.inc()
     },
     flowCall(subject, outcome) {
-      const flow = subject.startsWith(FLOW_PREFIX) ? subject.slice(FLOW_PREFIX.length) : subject
-      calls.inc({ flow: flowLabel(flow), outcome })
+      // Once per subject and outcome the label child is made; a call then pays a map lookup, not a label hash.
+      const key = subject + '\0' + outcome
+      let child = callChildren.get(key)
+      if (child === undefined) {
+        const flow = subject.startsWith(FLOW_PREFIX) ? subject.slice(FLOW_PREFIX.length) : subject
+        child = calls.labels(flowLabel(flow), outcome)
+        if (callChildren.size < MAX_FLOW_LABELS * 8) callChildren.set(key, child)
+      }
+      child.inc()
     },
   }
 }
