@@ -46,6 +46,7 @@ export const naiveFlow = itemFlow('bench.naive', '/bench/naive/:id')
 export const variantFlows: Record<string, Flow> = {
   traced100: itemFlow('bench.traced100', '/bench/traced100/:id'),
   traced1: itemFlow('bench.traced1', '/bench/traced1/:id'),
+  traced1lite: itemFlow('bench.traced1lite', '/bench/traced1lite/:id'),
 }
 const variantFlow = variant ? variantFlows[variant] : undefined
 if (variant && !variantFlow) throw new Error(`unknown variant ${variant}`)
@@ -85,7 +86,7 @@ async function main() {
   } else if (role === 'gateway') {
     const nc = await connect({ servers: natsUrl })
     const registry = new Registry()
-    tracing = await createTracing(config, 'gateway')
+    tracing = await createTracing(config, 'gateway', { activeContext: false })
     // Edge parts as server/main.ts makes them; each feature on or off through the overrides.
     const edge = createEdgeParts(config, nc, log, registry)
     const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge })
@@ -99,7 +100,8 @@ async function main() {
   } else if (role === 'worker' || role === 'naive-worker') {
     const nc = await connect({ servers: natsUrl })
     const flows = [role === 'worker' ? (variantFlow ?? benchFlow) : naiveFlow]
-    tracing = await createTracing(config, 'flows')
+    // With the context manager on, as a worker runs when the library instrumentations are loaded.
+    tracing = await createTracing(config, 'flows', { activeContext: !overrides.noActiveContext })
     // Metrics on, as a worker runs in production.
     await createFlowWorker(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry: new Registry(), flowDeps: { nats: nc, probes: {} } }, flows)
   } else {

@@ -151,12 +151,17 @@ class UsageError extends Error {}
  */
 async function hostFor(command: string, config: Config, log: Logger): Promise<Host> {
   const { createTracing, registerTracingMetrics } = await import('../lib/telemetry.js')
-  if (config.otelEndpoint) {
-    const { instrumentLibraries } = await import('../lib/instrumentation.js')
-    const { tooLate } = await instrumentLibraries()
+  // Library spans are made inside flow steps: only a process that hosts flows registers the
+  // instrumentations and pays for the context manager they need.
+  const hostsFlows = command === 'start' || command === 'flows'
+  let libraries = false
+  if (config.otelEndpoint && hostsFlows) {
+    const { instrumentLibraries, LIBRARIES } = await import('../lib/instrumentation.js')
+    const { tooLate } = await instrumentLibraries(config.otelNodeDisabledInstrumentations)
     if (tooLate.length > 0) log.warn({ modules: tooLate }, 'loaded before tracing started: their calls are not traced')
+    libraries = LIBRARIES.some((name) => !config.otelNodeDisabledInstrumentations.includes(name))
   }
-  const tracing = await createTracing(config, command === 'start' ? '' : command)
+  const tracing = await createTracing(config, command === 'start' ? '' : command, { activeContext: libraries })
   if (command !== 'start') return { tracing }
   const { Registry } = await import('prom-client')
   const registry = new Registry()

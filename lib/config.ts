@@ -103,6 +103,11 @@ export const ConfigSchema = Type.Object({
   otelBspMaxQueueSize: Int('OTEL_BSP_MAX_QUEUE_SIZE', 'finished spans waiting for export; past it spans are dropped and counted', 2048, 1, 1000000),
   otelBspScheduleDelayMs: Int('OTEL_BSP_SCHEDULE_DELAY', 'milliseconds between span exports', 1000, 10, 600000),
   otelExporterTimeoutMs: Int('OTEL_EXPORTER_OTLP_TIMEOUT', 'milliseconds one span export may take before it is given up (its spans counted as dropped)', 5000, 100, 600000),
+  otelNodeDisabledInstrumentations: Type.Array(Type.Union([Type.Literal('pg'), Type.Literal('ioredis'), Type.Literal('undici')]), {
+    ...env('OTEL_NODE_DISABLED_INSTRUMENTATIONS', 'library instrumentations not to load (pg, ioredis, undici); with all three off a worker runs no context manager, which is cheaper'),
+    default: [],
+    list: true,
+  }),
   flowMetricsPort: Int('FLOW_METRICS_PORT', 'HTTP port of a flow worker\'s /metrics; 0 = off (`flowgate start` serves them on the gateway\'s /metrics)', 0, 0, 65535),
   subscriberMetricsPort: Int('SUBSCRIBER_METRICS_PORT', 'HTTP port of the subscriber\'s /metrics; 0 = off (`flowgate start` serves them on the gateway\'s /metrics)', 0, 0, 65535),
   metricsHost: Str('METRICS_HOST', 'address the worker\'s and subscriber\'s /metrics listen on', '127.0.0.1'),

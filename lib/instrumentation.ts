@@ -15,12 +15,16 @@ export interface InstrumentedLibraries {
   tooLate: string[]
 }
 
-const LIBRARIES = ['pg', 'ioredis'] as const
+export type InstrumentedLibrary = 'pg' | 'ioredis' | 'undici'
+export const LIBRARIES: readonly InstrumentedLibrary[] = ['pg', 'ioredis', 'undici']
 
-/** Registers the instrumentations (spans only under a traced operation: a flow step). */
-export async function instrumentLibraries(): Promise<InstrumentedLibraries> {
+/** Registers the instrumentations not `disabled` (spans only under a traced operation: a flow step). */
+export async function instrumentLibraries(disabled: readonly InstrumentedLibrary[] = []): Promise<InstrumentedLibraries> {
+  const wanted = LIBRARIES.filter((name) => !disabled.includes(name))
+  const patched = wanted.filter((name) => name !== 'undici')
+  if (wanted.length === 0) return { tooLate: [] }
   const require = createRequire(import.meta.url)
-  const tooLate = LIBRARIES.filter((name) => {
+  const tooLate = patched.filter((name) => {
     try {
       return require.cache[require.resolve(name)] !== undefined
     } catch {
@@ -33,15 +37,14 @@ export async function instrumentLibraries(): Promise<InstrumentedLibraries> {
     import('@opentelemetry/instrumentation-ioredis'),
     import('@opentelemetry/instrumentation-undici'),
   ])
-  registerInstrumentations({
-    instrumentations: [
-      // No parameter values: they hold what callers sent (emails, hashes).
-      new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
-      // The command name only: keys and values may hold what callers sent.
-      new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (command) => command }),
-      new UndiciInstrumentation({ requireParentforSpans: true }),
-    ],
-  })
-  for (const name of LIBRARIES) require(name)
+  const make = {
+    // No parameter values: they hold what callers sent (emails, hashes).
+    pg: () => new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
+    // The command name only: keys and values may hold what callers sent.
+    ioredis: () => new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (command) => command }),
+    undici: () => new UndiciInstrumentation({ requireParentforSpans: true }),
+  }
+  registerInstrumentations({ instrumentations: wanted.map((name) => make[name]()) })
+  for (const name of patched) require(name)
   return { tooLate }
 }

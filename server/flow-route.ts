@@ -5,7 +5,7 @@ import type { NatsConnection } from 'nats'
 import { authorize, type TokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import { JSON_TYPE, parseEnvelope, reviveError } from '../lib/envelope.js'
-import { errors } from '../lib/errors.js'
+import { codeForStatus, errors, isErrorCode } from '../lib/errors.js'
 import { bodyText } from '../lib/nats.js'
 import { headers as wire, subjects } from '../lib/subjects.js'
 import type { SpanHandle, Tracing } from '../lib/telemetry.js'
@@ -72,7 +72,8 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
         throw err
       }
       if (tracing.enabled) endClientSpan(span, envelope.success ? undefined : envelope)
-      if (!envelope.success) request.errorCode = envelope.errorCode
+      // The bus is untrusted: a code outside the catalog becomes the status's own, so the label set stays bounded.
+      if (!envelope.success) request.errorCode = isErrorCode(envelope.errorCode) ? envelope.errorCode : codeForStatus(envelope.status)
       // A failing flow from another codebase may put internals in a 500 message: re-shape it here.
       if (!envelope.success && envelope.status >= 500 && envelope.errorCode === 'INTERNAL_ERROR' && envelope.message !== 'Internal error') {
         throw reviveError({ ...envelope, message: 'Internal error' })

@@ -30,7 +30,8 @@ export async function start(config: Config, log: Logger, host: Host = {}): Promi
 async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger, host: Host): Promise<Running> {
   let tracing = host.tracing
   if (!tracing) {
-    const own = await createTracing(config, 'gateway')
+    // Its spans' parents are passed by id: no context manager needed (lib/telemetry.ts, activeContext).
+    const own = await createTracing(config, 'gateway', { activeContext: false })
     closers.push({ name: 'telemetry', close: () => own.shutdown() })
     tracing = own
   }

@@ -12,7 +12,7 @@ import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTokenService } from '../../lib/auth.js'
 import { disabledTracing } from '../../lib/telemetry.js'
-import { defineFlow, type Flow } from '../../flows/define.js'
+import { defineFlow, flowMetadata, type Flow } from '../../flows/define.js'
 import { createFlowMetrics } from '../../flows/metrics.js'
 import { createFlowWorker, type FlowWorker } from '../../flows/worker.js'
 import { createHttpMetrics } from '../../server/metrics.js'
@@ -117,6 +117,34 @@ describe('label cardinality under attack', () => {
     expect(other.value).toBe(9_500)
     // Bounded in the end: 501 step labels × (15 buckets with +Inf, sum, count), plus the rest of the worker's metrics.
     expect(await seriesCount(workerRegistry)).toBeLessThan(501 * 17 + 200)
+  })
+
+  it('a rogue service on the bus answering 10,000 made-up error codes: the code label keeps to the catalog', { timeout: 120_000 }, async () => {
+    const rogueFlow = defineFlow({
+      name: 'rogue.codes',
+      input: Type.Object({}),
+      output: Type.Object({}),
+      http: { method: 'GET', path: '/rogue/codes' },
+      auth: 'public',
+      run: async () => ({}),
+    }) as unknown as Flow
+    let n = 0
+    const rogue = await nc.services.add({ name: 'flowgate-flows', version: '0.0.1', queue: 'flowgate-flows' })
+    rogue.addEndpoint('rogue', {
+      subject: rogueFlow.subject,
+      metadata: flowMetadata(rogueFlow),
+      handler: (_err, msg) => msg.respond(JSON.stringify({ success: false, status: 418, errorCode: `MADE_UP_${n++}`, message: 'x', traceId: 'f'.repeat(32) })),
+    })
+    try {
+      await waitForRoute(gw.gateway, 'GET', '/api/v1/rogue/codes')
+      await inBatches(10_000, 200, (i) => gw.gateway.app.inject({ method: 'GET', url: `/api/v1/rogue/codes?i=${i}` }))
+      expect(n).toBe(10_000)
+      const codes = new Set(((await gw.registry.getSingleMetric('flowgate_http_errors_total')!.get()).values as Array<{ labels: { code?: string } }>).map((v) => v.labels.code))
+      expect([...codes].filter((c) => c?.startsWith('MADE_UP'))).toEqual([])
+      expect(codes.size).toBeLessThan(20)
+    } finally {
+      await rogue.stop()
+    }
   })
 
   it('10,000 flow names announced on the bus: the flow label of flow calls and runs is capped too', async () => {

@@ -2,6 +2,7 @@
 // OTLP/HTTP receiver: the sampler (parent-based ratio; a sampled-out request keeps its trace id in
 // the envelope and the logs), a collector that is down or stalls (requests unaffected, drops counted
 // and on /metrics), and a malformed traceparent or tracestate (a new trace, never an error).
+import { trace } from '@opentelemetry/api'
 import { connect, type NatsConnection } from 'nats'
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -162,5 +163,25 @@ describe('malformed trace context', () => {
     await waitFor(() => receiver.trace(traceId).length === 6)
     const root = receiver.trace(traceId).find((sp) => sp.name === 'POST /api/v1/orders/quote')!
     expect(root.parentSpanId).toBeUndefined()
+  })
+})
+
+describe('the active span (what library spans hang under)', () => {
+  it('is the running step with a context manager, and nothing without one (a gateway, or every library instrumentation disabled)', async () => {
+    const config = testConfig(nats.url, { otelEndpoint: receiver.endpoint })
+    for (const activeContext of [true, false]) {
+      const tracing = await createTracing(config, 'test', { activeContext })
+      try {
+        const span = tracing.startSpan('step x', undefined, undefined, {}, { kind: 'internal' })
+        const seen = await span.run(async () => {
+          await new Promise((r) => setTimeout(r, 5))
+          return trace.getActiveSpan()?.spanContext().spanId
+        })
+        span.end()
+        expect(seen).toBe(activeContext ? span.spanId : undefined)
+      } finally {
+        await tracing.shutdown()
+      }
+    }
   })
 })
