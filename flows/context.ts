@@ -128,13 +128,8 @@ async function runStep<T>(
 ): Promise<T> {
   const stepName = parentPath ? `${parentPath}/${name}` : name
   const parentSpanId = parent.spanId
-  const span = init.tracing.startSpan(
-    `step ${stepName}`,
-    init.traceId,
-    parentSpanId,
-    { 'flowgate.flow': init.flow, 'flowgate.step': stepName },
-    { kind: 'internal', parent },
-  )
+  const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, parentSpanId, undefined, { kind: 'internal', parent })
+  if (span.recording) span.setAttributes({ 'flowgate.flow': init.flow, 'flowgate.step': stepName })
   const child = new Context(init, span, stepName)
   const startedAt = Date.now()
   const t0 = performance.now()

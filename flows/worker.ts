@@ -109,13 +109,8 @@ export async function createFlowWorker(
     const trace = parseTraceparent(headerValue(h, headers.traceparent), headerValue(h, headers.tracestate))
     const requestId = acceptRequestId(headerValue(h, headers.requestId))
     // The run continues the caller's trace (and its sampling decision) from the message headers.
-    const span = tracing.startSpan(
-      `process ${flow.subject}`,
-      trace.traceId,
-      trace.parentSpanId,
-      tracing.enabled ? runAttributes(flow, msg) : undefined,
-      { kind: 'server', sampled: isSampled(trace.flags) },
-    )
+    const span = tracing.startSpan(`process ${flow.subject}`, trace.traceId, trace.parentSpanId, undefined, { kind: 'server', sampled: isSampled(trace.flags) })
+    if (span.recording) span.setAttributes(runAttributes(flow, msg))
     const traceId = span.traceId
     const startedAt = Date.now()
     const t0 = performance.now()

@@ -32,6 +32,9 @@ export interface SpanHandle {
   readonly spanId: string
   /** The traceparent flags to pass on: '01' recorded and exported, '00' sampled out. */
   readonly flags: string
+  /** Whether the span is recorded (tracing on and sampled): attributes are worth building only then. */
+  readonly recording: boolean
+  setAttributes(attributes: SpanAttributes): void
   /** Runs fn with this span active, so spans of instrumented libraries (pg, ioredis, undici) become its children. */
   run<T>(fn: () => T): T
   /** Ends the span; `final` names it and adds what is known only at the end (route, status). */
@@ -78,6 +81,10 @@ class UntracedSpan implements SpanHandle {
   get flags() {
     return '01'
   }
+  get recording() {
+    return false
+  }
+  setAttributes(): void {}
   run<T>(fn: () => T): T {
     return fn()
   }
@@ -118,6 +125,7 @@ class RecordedSpan implements SpanHandle {
   readonly traceId: string
   readonly spanId: string
   readonly flags: string
+  readonly recording: boolean
 
   constructor(
     private readonly span: Span,
@@ -126,18 +134,24 @@ class RecordedSpan implements SpanHandle {
     const sc = span.spanContext()
     this.traceId = sc.traceId
     this.spanId = sc.spanId
-    this.flags = sc.traceFlags & TraceFlags.SAMPLED ? '01' : '00'
+    this.recording = (sc.traceFlags & TraceFlags.SAMPLED) !== 0
+    this.flags = this.recording ? '01' : '00'
+  }
+
+  setAttributes(attributes: SpanAttributes): void {
+    this.span.setAttributes(attributes)
   }
 
   run<T>(fn: () => T): T {
     // A span sampled out has no children worth making: the instrumentations, finding no active span,
     // make none (they require a parent), and the call skips the context switch.
-    if (!this.activates || this.flags === '00') return fn()
+    if (!this.activates || !this.recording) return fn()
     return context.with(trace.setSpan(ROOT_CONTEXT, this.span), fn)
   }
 
   end(error?: SpanError, final?: { name?: string; attributes?: SpanAttributes }): void {
     const { span } = this
+    if (!this.recording) return span.end()
     if (final?.name) span.updateName(final.name)
     if (final?.attributes) span.setAttributes(final.attributes)
     if (error) {

@@ -86,19 +86,17 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
 }
 
 function startClientSpan(tracing: Tracing, request: FastifyRequest, subject: string, bytes: number): SpanHandle {
-  return tracing.startSpan(
-    `send ${subject}`,
-    request.traceId,
-    request.span?.spanId,
-    {
+  const span = tracing.startSpan(`send ${subject}`, request.traceId, request.span?.spanId, undefined, { kind: 'client', parent: request.span })
+  if (span.recording) {
+    span.setAttributes({
       'messaging.system': 'nats',
       'messaging.operation.type': 'send',
       'messaging.operation.name': 'request',
       'messaging.destination.name': subject,
       'messaging.message.body.size': bytes,
-    },
-    { kind: 'client', parent: request.span },
-  )
+    })
+  }
+  return span
 }
 
 /** A flow's failure is the CLIENT span's error only when it is the flow's fault (5xx), as for an HTTP client. */

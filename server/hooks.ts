@@ -64,13 +64,11 @@ export function registerRequestHooks(
     const q = url.indexOf('?')
     request.urlPath = q === -1 ? url : url.slice(0, q)
     const incoming = parseTraceparent(request.headers.traceparent, request.headers.tracestate)
-    // The attributes are built only when spans are recorded: tracing off pays this one branch.
     const span = tracing.enabled
-      ? tracing.startSpan(request.method, incoming.traceId, incoming.parentSpanId, serverAttributes(request), {
-          kind: 'server',
-          sampled: isSampled(incoming.flags),
-        })
+      ? tracing.startSpan(request.method, incoming.traceId, incoming.parentSpanId, undefined, { kind: 'server', sampled: isSampled(incoming.flags) })
       : tracing.startSpan(request.method, incoming.traceId, incoming.parentSpanId)
+    // The attributes are built only for a recorded span: tracing off, or a request sampled out, pays this one branch.
+    if (span.recording) span.setAttributes(serverAttributes(request))
     request.span = span
     request.traceId = span.traceId
     request.tracestate = incoming.tracestate
@@ -85,7 +83,7 @@ export function registerRequestHooks(
     const status = reply.statusCode
     const durationMs = Math.round(reply.elapsedTime * 1000) / 1000
     metrics.observe(request.method, route, status, reply.elapsedTime / 1000, request.errorCode)
-    if (tracing.enabled) endServerSpan(request, route, status)
+    if (request.span?.recording) endServerSpan(request, route, status)
     request.log.info({ method: request.method, route, status, durationMs, trace_id: request.traceId }, 'request completed')
     recent?.record({
       startedAt: Math.round(Date.now() - reply.elapsedTime),
