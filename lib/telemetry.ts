@@ -91,6 +91,13 @@ class UntracedSpan implements SpanHandle {
   end(): void {}
 }
 
+/** A child of a span that is not recorded: not recorded either (every sampler here agrees), so the SDK is not asked. */
+class SampledOutSpan extends UntracedSpan {
+  override get flags() {
+    return '00'
+  }
+}
+
 const noStats: TracingStats = Object.freeze({ exported: 0, dropped: 0, queued: 0 })
 
 export const disabledTracing: Tracing = {
@@ -256,6 +263,7 @@ export async function createTracing(config: TracingConfig, component: string, op
   return {
     enabled: true,
     startSpan(name, traceId, parentSpanId, attributes, options) {
+      if (options?.parent !== undefined && !options.parent.recording) return new SampledOutSpan(traceId ?? options.parent.traceId, newSpanId())
       let parent: Context = ROOT_CONTEXT
       if (traceId && parentSpanId) {
         const sampled = options?.parent ? options.parent.flags === '01' : options?.sampled !== false
