@@ -3,7 +3,10 @@
 // route returning the same JSON, measured in the same run, on loopback. Prints the ratio. A naive
 // gateway (Fastify + nats.js request() per call, its own worker) runs beside them: its ratio to bare
 // Fastify shows how much of the distance any gateway over NATS pays on the machine at hand.
+// Tracing rounds: a gateway and a worker with OpenTelemetry on (100 % and 1 % sampled, exporting
+// over OTLP/HTTP to a local sink in this process) alternate with the same pair with tracing off.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { createServer as createHttpServer } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -31,6 +34,14 @@ function natsCpu(pid: number | undefined): number {
   }
 }
 
+interface SpanStats {
+  exported: number
+  dropped: number
+  queued: number
+}
+/** The last span counts each child reported with its CPU time. */
+const spanStats = new Map<string, SpanStats>()
+
 function cpuOf(role: string): Promise<number> {
   if (role === 'nats-server') return Promise.resolve(natsCpu(natsPid))
   if (role === LOCKED_NATS) return Promise.resolve(natsCpu(lockedNatsPid))
@@ -40,8 +51,9 @@ function cpuOf(role: string): Promise<number> {
     const onMessage = (m: unknown) => {
       if (typeof m === 'object' && m !== null && 'cpu' in m) {
         c.off('message', onMessage)
-        const { user, system } = (m as { cpu: NodeJS.CpuUsage }).cpu
-        resolve(user + system)
+        const { cpu, spans } = m as { cpu: NodeJS.CpuUsage; spans?: SpanStats }
+        if (spans) spanStats.set(role, spans)
+        resolve(cpu.user + cpu.system)
       }
     }
     c.on('message', onMessage)
@@ -58,9 +70,9 @@ async function freePort(): Promise<number> {
   })
 }
 
-function startRole(role: string, natsUrl: string, port: number, overrides: Record<string, unknown> = {}, name = role): Promise<ChildProcess> {
+function startRole(role: string, natsUrl: string, port: number, overrides: Record<string, unknown> = {}, name = role, variant = ''): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const c = fork(child, [role, natsUrl, String(port), JSON.stringify(overrides)], { stdio: 'inherit' })
+    const c = fork(child, [role, natsUrl, String(port), JSON.stringify(overrides), variant], { stdio: 'inherit' })
     children.push(c)
     c.once('message', () => resolve(c))
     roles.set(name, c)
@@ -206,9 +218,61 @@ function printEdgeCosts(costs: EdgeCost[]) {
   }
 }
 
+// Tracing on, in a gateway and a worker of their own (each scenario has its own flow), against the
+// same pair with tracing off: rounds alternate, the median of the per-round ratios is reported.
+// "no library spans": OTEL_NODE_DISABLED_INSTRUMENTATIONS=pg,ioredis,undici, so the worker runs no context manager.
+const TRACING_SCENARIOS: Record<string, { variant: string; ratio: number; target: number; overrides?: Record<string, unknown> }> = {
+  'tracing on, 100% sampled': { variant: 'traced100', ratio: 1, target: 0.15 },
+  'tracing on, 1% sampled': { variant: 'traced1', ratio: 0.01, target: 0.03 },
+  '1% sampled, no library spans': { variant: 'traced1lite', ratio: 0.01, target: 0.03, overrides: { noActiveContext: true } },
+}
+const TRACING_ROUNDS = Number(process.env.BENCH_TRACING_ROUNDS ?? 5)
+
+/** An OTLP/HTTP sink standing in for a collector: reads each export and answers 200 (spans are counted by the exporters). */
+async function startSink(): Promise<{ url: string; posts: () => number; close: () => void }> {
+  let posts = 0
+  const server = createHttpServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      posts++
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+    })
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${port}`, posts: () => posts, close: () => server.close() }
+}
+
+interface TracingCost {
+  name: string
+  target: number
+  /** Median over rounds of 1 - rps(on) / rps(off). */
+  throughput: number
+  /** Median over rounds of the growth of gateway + worker CPU per request. */
+  cpu: number
+  perRound: number[]
+  offRps: number
+  onRps: number
+  spans: { exported: number; dropped: number }
+}
+
+function printTracingCosts(costs: TracingCost[], sinkPosts: number) {
+  console.log(`
+tracing cost vs the same gateway and worker with tracing off (median of ${TRACING_ROUNDS} alternating rounds; OTLP/HTTP to a local sink, ${sinkPosts} exports received):`)
+  console.log(`  ${'scenario'.padEnd(28)} ${'off req/s'.padStart(9)} ${'on req/s'.padStart(9)} ${'throughput'.padStart(10)} ${'CPU/req'.padStart(8)}  ${'spans exported/dropped'.padStart(22)}  rounds`)
+  for (const c of costs) {
+    const rounds = c.perRound.map((r) => `${(r * 100).toFixed(0)}%`).join(' ')
+    const verdict = `target ≤ ${c.target * 100}%: ${c.throughput <= c.target ? 'ok' : 'OVER'}`
+    console.log(
+      `  ${c.name.padEnd(28)} ${c.offRps.toFixed(0).padStart(9)} ${c.onRps.toFixed(0).padStart(9)} ${`${(c.throughput * 100).toFixed(1)}%`.padStart(10)} ${`${(c.cpu * 100).toFixed(1)}%`.padStart(8)}  ${`${c.spans.exported}/${c.spans.dropped}`.padStart(22)}  ${rounds}  ${verdict}`,
+    )
+  }
+}
+
 async function main() {
   const nats = await startNats()
   let locked: Awaited<ReturnType<typeof startNats>> | undefined
+  const sink = await startSink()
   try {
     const barePort = await freePort()
     await startRole('bare', nats.url, barePort)
@@ -232,6 +296,14 @@ async function main() {
       await startRole('worker', locked.url, 0, { natsNkeySeed: locked.seed('flows') }, 'locked worker')
       edgePorts[BUS_SCENARIO] = await freePort()
       await startRole('gateway', locked.url, edgePorts[BUS_SCENARIO], { ...EDGE_OFF, natsNkeySeed: locked.seed('gateway') }, BUS_SCENARIO)
+    }
+    // Tracing scenarios: a gateway and a worker each, both with tracing on.
+    const tracingPorts: Record<string, number> = {}
+    for (const [name, t] of Object.entries(TRACING_ROUNDS > 0 ? TRACING_SCENARIOS : {})) {
+      const otel = { ...EDGE_OFF, otelEndpoint: sink.url, otelTracesSampler: 'parentbased_traceidratio', otelTracesSamplerArg: t.ratio, ...t.overrides }
+      tracingPorts[name] = await freePort()
+      await startRole('worker', nats.url, 0, otel, `${name} worker`, t.variant)
+      await startRole('gateway', nats.url, tracingPorts[name], otel, `${name} gateway`, t.variant)
     }
     console.log(`${CONNECTIONS} connections, ${ROUNDS} rounds of ${ROUND_SEC} s per scenario, ${process.platform} ${process.arch}, node ${process.version}`)
     const results: Result[] = []
@@ -288,6 +360,34 @@ async function main() {
       costs.push(edgeCost(name, pairs))
       results.push(pairs[pairs.length - 1]![1])
     }
+    // Tracing: each scenario alternates with the tracing-off pair (gateway + worker) in short rounds.
+    const tracingCosts: TracingCost[] = []
+    for (const [name, port] of Object.entries(tracingPorts)) {
+      const t = TRACING_SCENARIOS[name]!
+      const onUrl = `http://127.0.0.1:${port}/api/v1/bench/${t.variant}/42`
+      const measuredOn = [`${name} gateway`, `${name} worker`]
+      // Warmed as long as the tracing-off pair was by the rounds above, near enough: JIT and pools.
+      await load(name, onUrl, measuredOn, { durationSec: 4 })
+      const pairs: Array<[Result, Result]> = []
+      for (let i = 0; i < TRACING_ROUNDS; i++) {
+        const offRun = await load('tracing off', gwUrl, ['gateway', 'worker'], { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
+        const onRun = await load(name, onUrl, measuredOn, { warmupSec: 0, durationSec: EDGE_ROUND_SEC })
+        pairs.push([offRun, onRun])
+      }
+      const cpuOfRun = (r: Result) => Object.values(r.cpuUs).reduce((a, b) => a + b, 0)
+      const spans = measuredOn.map((role) => spanStats.get(role) ?? { exported: 0, dropped: 0, queued: 0 })
+      tracingCosts.push({
+        name,
+        target: t.target,
+        throughput: median(pairs.map(([off, on]) => 1 - on.rps / off.rps)),
+        cpu: median(pairs.map(([off, on]) => cpuOfRun(on) / Math.max(1e-9, cpuOfRun(off)) - 1)),
+        perRound: pairs.map(([off, on]) => 1 - on.rps / off.rps),
+        offRps: median(pairs.map(([off]) => off.rps)),
+        onRps: median(pairs.map(([, on]) => on.rps)),
+        spans: { exported: spans.reduce((n, x) => n + x.exported, 0), dropped: spans.reduce((n, x) => n + x.dropped, 0) },
+      })
+      results.push(medianResult(name, pairs.map(([, on]) => on)))
+    }
     print(results, bare, logged)
     const spread = rounds.map((r) => (r.gateway.rps / r.bare.rps).toFixed(2)).join(' ')
     if (!profile) {
@@ -296,7 +396,9 @@ async function main() {
       console.log(`gateway / naive nats.js request() gateway: ${overNaive.toFixed(2)}× (the naive one skips validation, headers and logging)`)
     }
     if (costs.length > 0) printEdgeCosts(costs)
+    if (tracingCosts.length > 0) printTracingCosts(tracingCosts, sink.posts())
   } finally {
+    sink.close()
     for (const c of children) c.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 500))
     rmSync(nats.dir, { recursive: true, force: true })

@@ -5,11 +5,13 @@ import '../lib/v8-flags.js'
 import type { BusRole } from '../lib/bus.js'
 import { ConfigError, describeConfig, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
 import { createLogger, type Logger } from '../lib/logger.js'
+import type { Host } from '../lib/metrics.js'
 import { NatsConnectError } from '../lib/nats.js'
 import type { Running } from '../lib/shutdown.js'
+import type { Tracing } from '../lib/telemetry.js'
 import { busConfig, NatsMissingError, startLocalBus, type LocalBus } from './dev-nats.js'
 
-type Starter = (config: Config, log: Logger) => Promise<Running>
+type Starter = (config: Config, log: Logger, host: Host) => Promise<Running>
 const say = (line: string) => console.log(line)
 
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
@@ -19,7 +21,7 @@ const processes: Record<string, () => Promise<Starter>> = {
   'cache-proxy': async () => (await import('../cache-proxy/main.js')).start,
   flows: async () => {
     const { start } = await import('../flows/main.js')
-    return (config, log) => start(config, log, say)
+    return (config, log, host) => start(config, log, say, host)
   },
   subscriber: async () => (await import('../events/main.js')).start,
   gateway: async () => (await import('../server/main.js')).start,
@@ -38,6 +40,7 @@ const HELP = `flowgate <command>
   blocks list | add <address> [ttlSec] | lift <address>
   nats setup <dir> | nsc         a locked-down nats-server config and role keys for a deployment
   upstream register <service> <url> [--weight n] [--ttl sec] | upstream list
+  trace <traceId>                one request's steps as a waterfall (the x-trace-id of any answer)
   config        print every setting, its variable and default
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
@@ -98,15 +101,25 @@ async function main(argv: string[]): Promise<number> {
     return code
   }
 
+  if (command === 'trace') {
+    const { runTraceCommand } = await import('./trace.js')
+    const code = await runTraceCommand(rest, busConfig(config, 'cli'), log, (line) => console.log(line))
+    log.flush()
+    return code
+  }
+
   let bus: LocalBus | undefined
   const started: Running[] = []
   const names = command === 'start' ? Object.keys(processes) : [command]
   for (const name of names) if (!processes[name]) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
   if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
 
+  let tracing: Tracing | undefined
   const stopAll = async (): Promise<boolean> => {
     let clean = true
     for (const r of started.reverse()) clean = (await r.close()) && clean
+    // Last, so the spans of the shutdown itself go out too (bounded by the export timeout).
+    await tracing?.shutdown().catch((err: unknown) => log.warn({ err }, 'span export at shutdown failed'))
     bus?.stop()
     log.flush()
     return clean
@@ -139,10 +152,12 @@ async function main(argv: string[]): Promise<number> {
       started.push(upstreams)
       runConfig = Object.freeze({ ...config, servicesFile: upstreams.servicesFile })
     }
+    const host = await hostFor(command, config, log)
+    tracing = host.tracing
     for (const name of names) {
       const starter = await processes[name]!()
       const role = ROLE[name]
-      started.push(await starter(role === undefined ? runConfig : busConfig(runConfig, role, bus), log))
+      started.push(await starter(role === undefined ? runConfig : busConfig(runConfig, role, bus), log, host))
     }
   } catch (err) {
     await stopAll()
@@ -158,6 +173,31 @@ async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/**
+ * What the parts share in this process: one tracer (its instrumentations registered before any part
+ * is loaded, so pg and ioredis are patched when the parts import them) and, under `flowgate start`,
+ * one metrics registry that the gateway serves at /metrics (one scrape target for everything).
+ */
+async function hostFor(command: string, config: Config, log: Logger): Promise<Host> {
+  const { createTracing, registerTracingMetrics } = await import('../lib/telemetry.js')
+  // Library spans are made inside flow steps: only a process that hosts flows registers the
+  // instrumentations and pays for the context manager they need.
+  const hostsFlows = command === 'start' || command === 'flows'
+  let libraries = false
+  if (config.otelEndpoint && hostsFlows) {
+    const { instrumentLibraries, LIBRARIES } = await import('../lib/instrumentation.js')
+    const { tooLate } = await instrumentLibraries(config.otelNodeDisabledInstrumentations)
+    if (tooLate.length > 0) log.warn({ modules: tooLate }, 'loaded before tracing started: their calls are not traced')
+    libraries = LIBRARIES.some((name) => !config.otelNodeDisabledInstrumentations.includes(name))
+  }
+  const tracing = await createTracing(config, command === 'start' ? '' : command, { activeContext: libraries })
+  if (command !== 'start') return { tracing }
+  const { Registry } = await import('prom-client')
+  const registry = new Registry()
+  registerTracingMetrics(registry, tracing)
+  return { tracing, registry }
+}
 
 main(process.argv.slice(2)).then(
   (code) => {

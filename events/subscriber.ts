@@ -9,7 +9,7 @@ import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
 import { ensureGatewayStream, isNotFound, retryInBackground, type StreamSettings } from '../lib/streams.js'
 import { consumers, headers, streams, subjects } from '../lib/subjects.js'
-import { decodeEvent, type GatewayEvent, type IpBlocked, type RateLimitHit } from '../schemas/events.js'
+import { decodeEvent, EVENT_KINDS, type EventKind, type GatewayEvent, type IpBlocked, type RateLimitHit } from '../schemas/events.js'
 import { createRules, type Action, type RuleConfig } from './rules.js'
 
 const NAK_DELAY_MS = 1000
@@ -28,12 +28,26 @@ export interface SubscriberStats {
   failed: number
   blocks: number
   alerts: number
+  /** Processed events by kind (every kind present, zero or not). */
+  byKind: Record<EventKind, number>
+  /** Alerts raised by alert kind. */
+  alertsByKind: Record<string, number>
+}
+
+/** How far the durable consumer is behind the stream. */
+export interface ConsumerLag {
+  /** Events in the stream not yet delivered to the consumer. */
+  pending: number
+  /** Events delivered and not yet acked. */
+  ackPending: number
 }
 
 export interface Subscriber {
   stats(): SubscriberStats
   /** Resolves once the consumer is running. */
   started(): Promise<void>
+  /** The consumer's lag as the server sees it (bounded wait); undefined when it cannot be asked. */
+  lag(timeoutMs?: number): Promise<ConsumerLag | undefined>
   close(): Promise<void>
 }
 
@@ -49,7 +63,8 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
   const rules = createRules(config)
   // Write-only: the gateways enforce blocks; the subscriber never reads them back.
   const blocklist = createBlocklistStore(nc, config)
-  const stats: SubscriberStats = { processed: 0, terminated: 0, failed: 0, blocks: 0, alerts: 0 }
+  const byKind = Object.fromEntries(EVENT_KINDS.map((k) => [k, 0])) as Record<EventKind, number>
+  const stats: SubscriberStats = { processed: 0, terminated: 0, failed: 0, blocks: 0, alerts: 0, byKind, alertsByKind: {} }
   let messages: ConsumerMessages | undefined
   let closed = false
   let markStarted: () => void = () => {}
@@ -151,6 +166,7 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
     }
     m.ack()
     stats.processed++
+    stats.byKind[event.kind]++
     deps.onProcessed?.(event, actions)
   }
 
@@ -186,12 +202,24 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
     h.set(headers.msgId, `${alert.kind}-${alert.cause}`)
     nc.publish(subjects.alert(alert.kind), JSON.stringify(alert), { headers: h })
     stats.alerts++
+    stats.alertsByKind[alert.kind] = (stats.alertsByKind[alert.kind] ?? 0) + 1
     log.warn({ alert: alert.kind, cause: alert.cause, details: alert.details }, alert.message)
   }
 
   return {
-    stats: () => ({ ...stats }),
+    stats: () => ({ ...stats, byKind: { ...stats.byKind }, alertsByKind: { ...stats.alertsByKind } }),
     started: () => startedPromise,
+    async lag(timeoutMs = 1000) {
+      if (closed || nc.isClosed()) return undefined
+      try {
+        const jsm = await nc.jetstreamManager({ timeout: timeoutMs })
+        const info = await jsm.consumers.info(streams.gateway, consumers.subscriber)
+        return { pending: info.num_pending, ackPending: info.num_ack_pending }
+      } catch (err) {
+        log.debug({ err }, 'consumer lag unavailable')
+        return undefined
+      }
+    },
     async close() {
       closed = true
       stopRetry()

@@ -10,7 +10,8 @@ import type { PublishBatcher } from '../lib/publish-batch.js'
 import type { PasswordHasher } from '../lib/passwords.js'
 import { subjects } from '../lib/subjects.js'
 import type { StepEvent } from '../schemas/trace.js'
-import type { Tracing } from '../lib/telemetry.js'
+import type { SpanHandle, Tracing } from '../lib/telemetry.js'
+import type { FlowMetrics } from './metrics.js'
 
 /** What flows may use. Processes that host flows fill it in at start-up. */
 export interface FlowDeps {
@@ -55,6 +56,9 @@ export interface ContextInit {
   signal: () => AbortSignal
   deps: FlowDeps
   tracing: Tracing
+  metrics: FlowMetrics
+  /** The id of the worker running the flow (its micro service instance), carried by step events. */
+  worker?: string
   /** Where step events go; undefined disables publishing. */
   publishStep: ((event: StepEvent) => void) | undefined
   /** Set to the name of the step that failed first, for the flow's own failure log line. */
@@ -68,10 +72,13 @@ class Context implements FlowContext {
 
   constructor(
     private readonly init: ContextInit,
-    readonly spanId: string,
+    private readonly span: SpanHandle,
     private readonly stepPath: string,
   ) {}
 
+  get spanId() {
+    return this.span.spanId
+  }
   get flow() {
     return this.init.flow
   }
@@ -103,25 +110,27 @@ class Context implements FlowContext {
   }
 
   step<T>(name: string, fn: (ctx: FlowContext) => Promise<T> | T): Promise<T> {
-    return runStep(this.init, this.spanId, this.stepPath, name, fn)
+    return runStep(this.init, this.span, this.stepPath, name, fn)
   }
 }
 
 /** The context of a flow run, under the flow's span. */
-export function createContext(init: ContextInit, spanId: string): FlowContext {
-  return new Context(init, spanId, '')
+export function createContext(init: ContextInit, span: SpanHandle): FlowContext {
+  return new Context(init, span, '')
 }
 
 async function runStep<T>(
   init: ContextInit,
-  parentSpanId: string,
+  parent: SpanHandle,
   parentPath: string,
   name: string,
   fn: (ctx: FlowContext) => Promise<T> | T,
 ): Promise<T> {
   const stepName = parentPath ? `${parentPath}/${name}` : name
-  const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, parentSpanId, { 'flowgate.flow': init.flow })
-  const child = new Context(init, span.spanId, stepName)
+  const parentSpanId = parent.spanId
+  const span = init.tracing.startSpan(`step ${stepName}`, init.traceId, parentSpanId, undefined, { kind: 'internal', parent })
+  if (span.recording) span.setAttributes({ 'flowgate.flow': init.flow, 'flowgate.step': stepName })
+  const child = new Context(init, span, stepName)
   const startedAt = Date.now()
   const t0 = performance.now()
   // One line per step, written with explicit fields rather than a child logger per step: this is the hot path.
@@ -144,31 +153,40 @@ async function runStep<T>(
       requestId: init.requestId,
       flow: init.flow,
       step: stepName,
+      worker: init.worker,
       startedAt,
       durationMs: line.durationMs,
       ...extra,
     })
   try {
-    const result = await fn(child)
-    line.durationMs = round(performance.now() - t0)
+    // Run inside the step's span, so the queries and commands it makes are spans under it.
+    const result = await span.run(() => fn(child))
+    const elapsed = performance.now() - t0
+    line.durationMs = round(elapsed)
     init.baseLog.info(line, 'step ok')
-    span.end()
+    span.end(undefined, OK_ATTRIBUTES)
+    init.metrics.stepDone(init.flow, stepName, 'ok', elapsed / 1000)
     publish({ outcome: 'ok' })
     return result
   } catch (err) {
-    line.durationMs = round(performance.now() - t0)
+    const elapsed = performance.now() - t0
+    line.durationMs = round(elapsed)
     line.outcome = 'error'
     const fe = toFlowgateError(err)
     const message = err instanceof Error ? err.message : String(err)
     // A 5xx message may carry internals (driver text, hosts): logged here, never published.
     const unexpected = fe.status >= 500
     init.baseLog.warn({ ...line, errorCode: fe.code, error: message, err: unexpected ? err : undefined }, 'step failed')
-    span.end({ code: fe.code, message })
+    span.end({ code: fe.code, message, status: fe.status }, ERROR_ATTRIBUTES)
+    init.metrics.stepDone(init.flow, stepName, 'error', elapsed / 1000)
     init.onStepFailed(stepName)
     publish({ outcome: 'error', errorCode: fe.code, error: unexpected ? undefined : message.slice(0, MAX_ERROR_CHARS) })
     throw err
   }
 }
+
+const OK_ATTRIBUTES = { attributes: { 'flowgate.outcome': 'ok' } }
+const ERROR_ATTRIBUTES = { attributes: { 'flowgate.outcome': 'error' } }
 
 /** A published step error is bounded like the schema says (schemas/trace.ts). */
 const MAX_ERROR_CHARS = 1024

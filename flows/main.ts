@@ -7,7 +7,9 @@ import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
 import { createPasswordHasher } from '../lib/passwords.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
-import { createTracing } from '../lib/telemetry.js'
+import { Registry } from 'prom-client'
+import { collectProcessMetrics, serveMetrics, type Host } from '../lib/metrics.js'
+import { createTracing, registerTracingMetrics } from '../lib/telemetry.js'
 import { closeCacheClient, createCacheClient, probeCache } from './cache.js'
 import type { FlowDeps } from './context.js'
 import { databaseFreeFlows, flows } from './registry.js'
@@ -17,14 +19,25 @@ import { createFlowWorker } from './worker.js'
  * Starts a flow worker; run as many as you like, they share one queue group. `say` shows a person
  * at the terminal what they must see once (the seeded passwords), apart from the log.
  */
-export async function start(config: Config, log: Logger, say: (line: string) => void): Promise<Running> {
+export async function start(config: Config, log: Logger, say: (line: string) => void, host: Host = {}): Promise<Running> {
   const closers: Closer[] = []
   const stopEarly = async (err: unknown) => {
     await closeAll(closers, config.shutdownTimeoutMs, log)
     throw err
   }
-  const tracing = await createTracing(config, 'flows')
-  closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
+  let tracing = host.tracing
+  if (!tracing) {
+    const own = await createTracing(config, 'flows')
+    closers.push({ name: 'telemetry', close: () => own.shutdown() })
+    tracing = own
+  }
+  // Run on its own, the worker has its own registry (and its /metrics port); under `flowgate start`, the host's.
+  let registry = host.registry
+  if (!registry) {
+    registry = new Registry()
+    collectProcessMetrics(registry, 'flowgate_flows_')
+    registerTracingMetrics(registry, tracing)
+  }
   const nc = await connectNats(config, log, 'flows')
   closers.push({ name: 'nats', close: () => nc.drain() })
   const tokens = createTokenService(config)
@@ -57,10 +70,17 @@ export async function start(config: Config, log: Logger, say: (line: string) => 
       'the embedded database is held by another process: this worker hosts only the flows that need no database (set DATABASE_URL to run several full workers)',
     )
   }
-  const worker = await createFlowWorker(config, { nats: nc, log, tokens, tracing, flowDeps }, hosted).catch(stopEarly)
+  const worker = await createFlowWorker(config, { nats: nc, log, tokens, tracing, registry, flowDeps }, hosted).catch(stopEarly)
   closers.push({ name: 'worker', close: () => worker.stop(config.shutdownTimeoutMs / 2) })
+  let metricsAt = ''
+  if (!host.registry && config.flowMetricsPort > 0) {
+    // Closed last: a scrape during shutdown still gets an answer.
+    const metrics = await serveMetrics(registry, config.metricsHost, config.flowMetricsPort, log).catch(stopEarly)
+    closers.unshift({ name: 'metrics', close: () => metrics.close() })
+    metricsAt = `, metrics on http://${config.metricsHost}:${metrics.port}/metrics`
+  }
   return {
-    describe: `flow worker: ${hosted.length} flows on api.v1.* (queue group ${worker.service.info().name}, concurrency ${config.flowConcurrency}, database ${databaseKind})`,
+    describe: `flow worker: ${hosted.length} flows on api.v1.* (queue group ${worker.service.info().name}, concurrency ${config.flowConcurrency}, database ${databaseKind}${metricsAt})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
 }

@@ -14,8 +14,10 @@ import { Semaphore } from '../lib/semaphore.js'
 import { ensureTraceStream } from '../lib/trace-stream.js'
 import { FLOW_QUEUE_GROUP, FLOW_SERVICE_NAME, headers, subjects } from '../lib/subjects.js'
 import type { Tracing } from '../lib/telemetry.js'
-import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
+import { acceptRequestId, isSampled, parseTraceparent } from '../lib/trace-context.js'
 import { createContext, stepPublisher, type FlowDeps } from './context.js'
+import type { Registry } from 'prom-client'
+import { createFlowMetrics, noFlowMetrics } from './metrics.js'
 import { flowMetadata, isFlowResult, type Flow } from './define.js'
 import { typeboxFieldErrors as fieldErrors } from '../lib/validation.js'
 import { headerValue } from '../lib/wire-headers.js'
@@ -28,6 +30,8 @@ export interface FlowWorkerDeps {
   log: Logger
   tokens: TokenService
   tracing: Tracing
+  /** Where the worker's metrics go (flows/metrics.ts); none when absent. */
+  registry?: Registry
   /** What flows reach through ctx.deps. */
   flowDeps: FlowDeps
 }
@@ -35,7 +39,7 @@ export interface FlowWorkerDeps {
 export interface FlowWorker {
   readonly service: Service
   /** Runs in progress and waiting, for tests and /ready. */
-  stats(): { running: number; queued: number; refused: number; stepEventsDropped: number }
+  stats(): { running: number; queued: number; refused: number; stepEventsDropped: number; limit: number; queueLimit: number }
   /** Stops taking requests (the endpoints unsubscribe), lets running flows finish (bounded). */
   stop(timeoutMs: number): Promise<void>
 }
@@ -55,6 +59,16 @@ export async function createFlowWorker(
   let refused = 0
   let stepEventsDropped = 0
   const publishStep = stepPublisher(batcher, () => stepEventsDropped++)
+  const metrics = deps.registry
+    ? createFlowMetrics(deps.registry, {
+        running: () => gate.running,
+        queued: () => gate.queued,
+        refused: () => refused,
+        limit: () => gate.limit,
+        queueLimit: () => gate.queueLimit,
+        stepEventsDropped: () => stepEventsDropped,
+      })
+    : noFlowMetrics
 
   await ensureTraceStream(nc, log)
   const service = await nc.services.add({
@@ -65,6 +79,7 @@ export async function createFlowWorker(
     metadata: { 'flowgate.concurrency': String(config.flowConcurrency) },
   })
 
+  const workerId = service.info().id
   for (const flow of flows) {
     const handle = (err: Error | null, msg: Msg) => {
       if (err) {
@@ -98,8 +113,11 @@ export async function createFlowWorker(
     const trace = parseTraceparent(headerValue(h, headers.traceparent), headerValue(h, headers.tracestate))
     const requestId = acceptRequestId(headerValue(h, headers.requestId))
     const callId = headerValue(h, headers.callId)
-    const span = tracing.startSpan(`flow ${flow.name}`, trace.traceId, trace.parentSpanId, { 'flowgate.flow': flow.name })
+    // The run continues the caller's trace (and its sampling decision) from the message headers.
+    const span = tracing.startSpan(`process ${flow.subject}`, trace.traceId, trace.parentSpanId, undefined, { kind: 'server', sampled: isSampled(trace.flags) })
+    if (span.recording) span.setAttributes(runAttributes(flow, msg))
     const traceId = span.traceId
+    const startedAt = Date.now()
     const t0 = performance.now()
     const run = new Run()
     let failedStep: string | undefined
@@ -109,7 +127,25 @@ export async function createFlowWorker(
       clearTimeout(run.timer)
       if (callId) inflight.delete(callId)
       respond(msg, data, err, traceId, status)
-      span.end(err ? { code: err.code, message: err.message } : undefined)
+      const seconds = (performance.now() - t0) / 1000
+      metrics.flowDone(flow.name, err ? 'error' : 'ok', seconds, err?.code)
+      // The run's own event, so a trace page shows the flow around its steps (and a run with none).
+      publishStep({
+        v: 1,
+        kind: 'run',
+        traceId,
+        spanId: span.spanId,
+        parentSpanId: trace.parentSpanId ?? NO_PARENT,
+        requestId,
+        flow: flow.name,
+        step: flow.name,
+        worker: workerId,
+        outcome: err ? 'error' : 'ok',
+        ...(err ? { errorCode: err.code } : {}),
+        startedAt,
+        durationMs: Math.round(seconds * 1e6) / 1000,
+      })
+      span.end(err ? { code: err.code, message: err.message, status: err.status } : undefined)
       // A successful run is already logged by its steps; its own line is debug, built only when that level is on.
       if (!err && !log.isLevelEnabled('debug')) return
       const durationMs = ms(t0)
@@ -145,12 +181,14 @@ export async function createFlowWorker(
           signal: () => run.signal(),
           deps: deps.flowDeps,
           tracing,
+          metrics,
+          worker: workerId,
           publishStep,
           onStepFailed: (step) => (failedStep ??= step),
         },
-        span.spanId,
+        span,
       )
-      const returned = await flow.run(input, ctx)
+      const returned = await span.run(() => flow.run(input, ctx))
       const [data, status] = isFlowResult(returned) ? [returned.data, returned.status] : [returned, flow.http?.status ?? 200]
       if (!flow.outputCheck.Check(data)) {
         const detail = fieldErrors(flow.outputCheck.Errors(data))
@@ -181,7 +219,7 @@ export async function createFlowWorker(
 
   return {
     service,
-    stats: () => ({ running: gate.running, queued: gate.queued, refused, stepEventsDropped }),
+    stats: () => ({ running: gate.running, queued: gate.queued, refused, stepEventsDropped, limit: gate.limit, queueLimit: gate.queueLimit }),
     async stop(timeoutMs) {
       cancelSub.unsubscribe()
       await service.stop()
@@ -202,6 +240,8 @@ export function timeLeft(deadlineHeader: string, maxMs: number, nowMs = Date.now
   return Math.min(deadline - nowMs, maxMs)
 }
 
+const NO_PARENT = '0000000000000000'
+
 /** One flow run's deadline and cancellation; the AbortController is made only if the flow asks for ctx.signal. */
 class Run {
   done = false
@@ -221,6 +261,19 @@ class Run {
     this.reason = reason
     this.controller?.abort(reason)
     this.onAbort?.(reason)
+  }
+}
+
+/** The semantic-convention attributes of a flow run (messaging: the request came over NATS). */
+function runAttributes(flow: Flow, msg: Msg) {
+  return {
+    'messaging.system': 'nats',
+    'messaging.operation.type': 'process',
+    'messaging.operation.name': 'process',
+    'messaging.destination.name': flow.subject,
+    'messaging.consumer.group.name': FLOW_QUEUE_GROUP,
+    'messaging.message.body.size': msg.data.length,
+    'flowgate.flow': flow.name,
   }
 }
 

@@ -88,7 +88,7 @@ export const ConfigSchema = Type.Object({
   subscriberAckWaitSec: Int('SUBSCRIBER_ACK_WAIT_SEC', 'an event the subscriber has not acked in this time is redelivered', 30, 1, 3600),
   subscriberMaxDeliver: Int('SUBSCRIBER_MAX_DELIVER', 'deliveries of one event before the subscriber gives up on it', 10, 1, 1000),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
-  otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
+  otelServiceName: Opt('OTEL_SERVICE_NAME', 'service.name of exported spans; unset = flowgate-<process> (flowgate under `flowgate start`)'),
   // The bus: how each process authenticates to NATS (as the NATS CLI takes it), and who may publish routes.
   natsCreds: Opt('NATS_CREDS', 'a .creds file (user JWT and NKey seed) for decentralised NATS auth'),
   natsNkeySeed: Opt('NATS_NKEY_SEED', 'an NKey user seed, or a file holding one'),
@@ -107,6 +107,28 @@ export const ConfigSchema = Type.Object({
   consulUrl: Opt('CONSUL_URL', 'Consul agent HTTP address for upstreams discovered through Consul; off when unset'),
   consulToken: Opt('CONSUL_TOKEN', 'Consul ACL token'),
   demoUpstreams: Bool('DEMO_UPSTREAMS', 'in development, `flowgate start` without SERVICES_FILE runs two demo upstreams behind /api/products', true),
+  // Observability: sampling, export bounds, per-process metrics ports
+  otelTracesSampler: Type.Union(
+    ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'].map((s) => Type.Literal(s)),
+    { ...env('OTEL_TRACES_SAMPLER', 'which requests are traced; parentbased_* follow the caller\'s traceparent decision'), default: 'parentbased_always_on' },
+  ),
+  otelTracesSamplerArg: Num('OTEL_TRACES_SAMPLER_ARG', 'sampled fraction for the *traceidratio samplers', 1, 0, 1),
+  otelResourceAttributes: Type.Array(Type.String({ pattern: '^[^=,]+=[^,]*$' }), {
+    ...env('OTEL_RESOURCE_ATTRIBUTES', 'extra resource attributes of exported spans: key=value,key=value (values percent-encoded)'),
+    default: [],
+    list: true,
+  }),
+  otelBspMaxQueueSize: Int('OTEL_BSP_MAX_QUEUE_SIZE', 'finished spans waiting for export; past it spans are dropped and counted', 2048, 1, 1000000),
+  otelBspScheduleDelayMs: Int('OTEL_BSP_SCHEDULE_DELAY', 'milliseconds between span exports', 1000, 10, 600000),
+  otelExporterTimeoutMs: Int('OTEL_EXPORTER_OTLP_TIMEOUT', 'milliseconds one span export may take before it is given up (its spans counted as dropped)', 5000, 100, 600000),
+  otelNodeDisabledInstrumentations: Type.Array(Type.Union([Type.Literal('pg'), Type.Literal('ioredis'), Type.Literal('undici')]), {
+    ...env('OTEL_NODE_DISABLED_INSTRUMENTATIONS', 'library instrumentations not to load (pg, ioredis, undici); with all three off a worker runs no context manager, which is cheaper'),
+    default: [],
+    list: true,
+  }),
+  flowMetricsPort: Int('FLOW_METRICS_PORT', 'HTTP port of a flow worker\'s /metrics; 0 = off (`flowgate start` serves them on the gateway\'s /metrics)', 0, 0, 65535),
+  subscriberMetricsPort: Int('SUBSCRIBER_METRICS_PORT', 'HTTP port of the subscriber\'s /metrics; 0 = off (`flowgate start` serves them on the gateway\'s /metrics)', 0, 0, 65535),
+  metricsHost: Str('METRICS_HOST', 'address the worker\'s and subscriber\'s /metrics listen on', '127.0.0.1'),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>

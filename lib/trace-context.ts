@@ -48,6 +48,11 @@ export function parseTraceparent(value: unknown, tracestate?: unknown): TraceCon
   return { traceId: newTraceId(), parentSpanId: undefined, flags: '01', tracestate: undefined }
 }
 
+/** Whether traceparent flags say the caller recorded (sampled) its span. */
+export function isSampled(flags: string): boolean {
+  return (parseInt(flags, 16) & 1) === 1
+}
+
 export function formatTraceparent(traceId: string, spanId: string, flags = '01'): string {
   return `00-${traceId}-${spanId}-${flags}`
 }

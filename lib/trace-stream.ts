@@ -33,18 +33,30 @@ export async function ensureTraceStream(nc: NatsConnection, log: Logger): Promis
   }
 }
 
-const MAX_STEPS = 1000
+/** Step messages read back for one trace at most: a page or a terminal shows fewer still. */
+export const MAX_TRACE_STEPS = 1000
+
+export interface TraceRead {
+  /** The first steps recorded, oldest first (at most MAX_TRACE_STEPS). */
+  steps: StepEvent[]
+  /** The flow runs of the trace (their own events, `kind: 'run'`). */
+  runs: StepEvent[]
+  /** Messages the stream holds for the trace (steps beyond the bound included). */
+  recorded: number
+}
 
 /** The recorded steps of one trace, oldest first (bounded); a message that is not a step event is skipped. */
-export async function readTrace(nc: NatsConnection, traceId: string, timeoutMs = 2000): Promise<StepEvent[]> {
+export async function readTrace(nc: NatsConnection, traceId: string, timeoutMs = 2000): Promise<TraceRead> {
   const subject = subjects.trace(traceId)
   // Ask the stream how many messages the subject holds first: a fetch for a trace with none would wait out its expiry.
   const jsm = await nc.jetstreamManager({ timeout: timeoutMs })
   const info = await jsm.streams.info(streams.traces, { subjects_filter: subject })
-  const count = Math.min(info.state.subjects?.[subject] ?? 0, MAX_STEPS)
-  if (count === 0) return []
+  const recorded = info.state.subjects?.[subject] ?? 0
+  const count = Math.min(recorded, MAX_TRACE_STEPS)
+  if (count === 0) return { steps: [], runs: [], recorded }
   // Read by subject, one message after another: a trace is a few dozen steps, and this needs no consumer.
   const steps: StepEvent[] = []
+  const runs: StepEvent[] = []
   let seq = 0
   for (let read = 0; read < count; read++) {
     // STREAM.MSG.GET takes next_by_subj since nats-server 2.9; nats.js types list it only for the direct API.
@@ -57,7 +69,7 @@ export async function readTrace(nc: NatsConnection, traceId: string, timeoutMs =
     } catch {
       continue // anyone may publish on traces.>: not JSON, not a step
     }
-    if (StepEventCheck.Check(value)) steps.push(value)
+    if (StepEventCheck.Check(value)) (value.kind === 'run' ? runs : steps).push(value)
   }
-  return steps
+  return { steps, runs, recorded: recorded - runs.length }
 }

@@ -44,6 +44,7 @@ export function toEdgeError(err: unknown): { error: FlowgateError; unexpected: b
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const { error, unexpected } = toEdgeError(err)
   if (unexpected) request.log.error({ err }, 'unexpected error')
+  request.errorCode = error.code
   if (error.headers) reply.headers(error.headers)
   return reply.code(error.status).type(JSON_TYPE).send(errorEnvelope(error, request.traceId))
 }

@@ -5,13 +5,15 @@ import type { NatsConnection } from 'nats'
 import { authorize, type TokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import { JSON_TYPE, parseEnvelope, reviveError } from '../lib/envelope.js'
-import { errors, FlowgateError, isErrorCode, isPublicMessage } from '../lib/errors.js'
+import { codeForStatus, errors, FlowgateError, isErrorCode, isPublicMessage } from '../lib/errors.js'
 import { bodyText } from '../lib/nats.js'
 import { headers as wire, subjects } from '../lib/subjects.js'
+import type { SpanHandle, Tracing } from '../lib/telemetry.js'
 import { formatTraceparent, newCallId } from '../lib/trace-context.js'
 import { ajvFieldErrors } from '../lib/validation.js'
 import { RequestHeaders } from '../lib/wire-headers.js'
 import { callerOf } from './caller.js'
+import type { HttpMetrics } from './metrics.js'
 import type { Requester } from './requester.js'
 import type { FlowTarget, Params } from './resolver.js'
 import { coerceInPlace, type FlowRoute } from './routes.js'
@@ -22,12 +24,14 @@ export interface FlowRouteDeps {
   tokens: TokenService
   /** Whether another service also answers on the subject (server/discovery.ts). */
   contested: (subject: string) => boolean
+  tracing: Tracing
+  metrics: Pick<HttpMetrics, 'flowCall'>
 }
 
 export type FlowHandler = (request: FastifyRequest, reply: FastifyReply, target: FlowTarget) => Promise<FastifyReply>
 
 export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps: FlowRouteDeps): FlowHandler {
-  const { nats: nc, requester, tokens } = deps
+  const { nats: nc, requester, tokens, tracing, metrics } = deps
   return async function callFlow(request, reply, target) {
     const { route, params } = target
     request.routeLabel = target.template
@@ -39,12 +43,15 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
     const payload = Buffer.from(JSON.stringify(input))
     // Checked here: the server would drop an oversized publish and the caller would wait for nothing.
     if (payload.length > requester.maxPayload()) {
+      metrics.flowCall(route.subject, 'too_large')
       throw errors.payloadTooLarge(`Request is ${payload.length} bytes; the message bus accepts at most ${requester.maxPayload()}`)
     }
     const timeoutMs = route.timeoutMs ?? config.requestTimeoutMs
     const callId = newCallId()
+    // The NATS request is its own CLIENT span when spans are recorded; off, the worker's parent is the request's span.
+    const span = tracing.enabled ? startClientSpan(tracing, request, route.subject, payload.length) : request.span
     const h = new RequestHeaders()
-      .put(wire.traceparent, formatTraceparent(request.traceId, request.span?.spanId ?? '0000000000000001'))
+      .put(wire.traceparent, formatTraceparent(request.traceId, span?.spanId ?? '0000000000000001', span?.flags))
       .put(wire.requestId, request.id)
       .put(wire.deadline, String(Date.now() + timeoutMs))
       .put(wire.callId, callId)
@@ -59,12 +66,21 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
     }
     raw.once('close', onClose)
     try {
-      const msg = await requester.request(route.subject, payload, h, timeoutMs)
-      // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
-      const text = bodyText(msg.data)
-      const envelope = parseEnvelope(text)
+      let envelope, text
+      try {
+        const msg = await requester.request(route.subject, payload, h, timeoutMs)
+        // Decoded once: parsed to check the envelope, then sent as it came (a string body goes out with the headers in one write).
+        text = bodyText(msg.data)
+        envelope = parseEnvelope(text)
+      } catch (err) {
+        if (tracing.enabled) endClientSpan(span, err as { code: string; message: string; status?: number })
+        throw err
+      }
+      if (tracing.enabled) endClientSpan(span, envelope.success ? undefined : envelope)
       // The worker answers in the trace it was given; anything else did not come from the call we made.
       if (envelope.traceId !== request.traceId) throw errors.badGateway('Flow replied for another trace')
+      // The bus is untrusted: a code outside the catalog becomes the status's own, so the label set stays bounded.
+      if (!envelope.success) request.errorCode = isErrorCode(envelope.errorCode) ? envelope.errorCode : codeForStatus(envelope.status)
       // A failing service may put internals in a 5xx message (a database URL, a host): only the
       // catalog's own codes and messages reach the client; the real one is logged.
       if (!envelope.success && envelope.status >= 500 && !(isErrorCode(envelope.errorCode) && isPublicMessage(envelope.errorCode, envelope.message))) {
@@ -77,6 +93,26 @@ export function createFlowHandler(config: Pick<Config, 'requestTimeoutMs'>, deps
       raw.removeListener('close', onClose)
     }
   }
+}
+
+function startClientSpan(tracing: Tracing, request: FastifyRequest, subject: string, bytes: number): SpanHandle {
+  const span = tracing.startSpan(`send ${subject}`, request.traceId, request.span?.spanId, undefined, { kind: 'client', parent: request.span })
+  if (span.recording) {
+    span.setAttributes({
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'send',
+      'messaging.operation.name': 'request',
+      'messaging.destination.name': subject,
+      'messaging.message.body.size': bytes,
+    })
+  }
+  return span
+}
+
+/** A flow's failure is the CLIENT span's error only when it is the flow's fault (5xx), as for an HTTP client. */
+function endClientSpan(span: SpanHandle | undefined, failure: { errorCode?: string; code?: string; message: string; status?: number } | undefined) {
+  if (failure === undefined || (failure.status !== undefined && failure.status < 500)) return span?.end()
+  span?.end({ code: failure.errorCode ?? failure.code ?? 'INTERNAL_ERROR', message: failure.message, status: failure.status })
 }
 
 /** Path params over query over body: the path is the most specific thing the caller said. */

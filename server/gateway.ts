@@ -63,7 +63,8 @@ const NO_EDGE: EdgeParts = { store: undefined, blocklist: undefined, events: und
 
 export async function buildGateway(config: Config, deps: GatewayDeps): Promise<Gateway> {
   const { nats: nc, log, tokens, tracing } = deps
-  const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log })
+  const metrics = createHttpMetrics(deps.registry)
+  const requester = createRequester(nc, { maxPending: config.maxPendingRequests, log, onOutcome: metrics.flowCall })
   const discovery = createDiscovery(nc, config, log, deps.registry)
   const upstreams = await createUpstreams(config, { log, registry: deps.registry, events: deps.edge?.events, flows: () => discovery.table() })
   const sources = startDiscoverySources(config, nc, upstreams, log)
@@ -86,7 +87,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
 
   decorateRequests(app)
   const recent = createRecentRequests(RECENT_REQUESTS)
-  registerRequestHooks(app, { tracing, metrics: createHttpMetrics(deps.registry), recent })
+  registerRequestHooks(app, { tracing, metrics, recent, resolve: (request) => targetOf(request, resolver) })
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and routing.
   const security = await registerEdge(app, config, {
     ...(deps.edge ?? NO_EDGE),
@@ -105,13 +106,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     routes: () => discovery.table(),
     documentHeaders: security.document,
   })
-  registerTraceRoutes(app, nc, tokens, log)
+  registerTraceRoutes(app, { nats: nc, tokens, log, recent, documentHeaders: security.document })
   registerTelemetryRoute(app, recent, tokens)
   registerUpstreamStatsRoutes(app, upstreams, tokens)
 
   await registerCatchAll(app, {
     resolver,
-    callFlow: createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested }),
+    callFlow: createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested, tracing, metrics }),
     proxy: createProxyHandler({ tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames: new Set(Object.keys(security.api)) }),
     bodyLimitBytes: config.bodyLimitBytes,
     methods: config.corsOrigins.length > 0 ? METHODS.filter((m) => m !== 'OPTIONS') : METHODS,

@@ -1,17 +1,18 @@
 // The gateway process: listen, connect, build; close in reverse order.
 import type { AddressInfo } from 'node:net'
-import { Registry, collectDefaultMetrics } from 'prom-client'
+import { Registry } from 'prom-client'
 import { createTokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
 import { connectNats } from '../lib/nats.js'
 import { closeAll, type Closer, type Running } from '../lib/shutdown.js'
-import { createTracing } from '../lib/telemetry.js'
+import { collectProcessMetrics, type Host } from '../lib/metrics.js'
+import { createTracing, registerTracingMetrics } from '../lib/telemetry.js'
 import { createEdgeParts } from './edge/start.js'
 import { buildGateway } from './gateway.js'
 import { createGatewayHttpServer, type GatewayHttpServer } from './http-server.js'
 
-export async function start(config: Config, log: Logger): Promise<Running> {
+export async function start(config: Config, log: Logger, host: Host = {}): Promise<Running> {
   const closers: Closer[] = []
   // Listening comes first: until NATS answers, the server says so (503 envelope, /ready false).
   const http = createGatewayHttpServer()
@@ -19,20 +20,30 @@ export async function start(config: Config, log: Logger): Promise<Running> {
   // Closed by the gateway once it is built; here only when the start fails before that.
   closers.push({ name: 'http', close: () => http.close() })
   try {
-    return await startOn(http, closers, config, log)
+    return await startOn(http, closers, config, log, host)
   } catch (err) {
     await closeAll(closers, config.shutdownTimeoutMs, log)
     throw err
   }
 }
 
-async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger): Promise<Running> {
-  const tracing = await createTracing(config, 'gateway')
-  closers.push({ name: 'telemetry', close: () => tracing.shutdown() })
+async function startOn(http: GatewayHttpServer, closers: Closer[], config: Config, log: Logger, host: Host): Promise<Running> {
+  let tracing = host.tracing
+  if (!tracing) {
+    // Its spans' parents are passed by id: no context manager needed (lib/telemetry.ts, activeContext).
+    const own = await createTracing(config, 'gateway', { activeContext: false })
+    closers.push({ name: 'telemetry', close: () => own.shutdown() })
+    tracing = own
+  }
   const nc = await connectNats(config, log, 'gateway')
   closers.push({ name: 'nats', close: () => nc.drain() })
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'flowgate_gateway_' })
+  // Under `flowgate start` the host's registry holds every part's metrics: /metrics here serves them all.
+  let registry = host.registry
+  if (!registry) {
+    registry = new Registry()
+    registerTracingMetrics(registry, tracing)
+  }
+  collectProcessMetrics(registry, 'flowgate_gateway_')
   const edge = createEdgeParts(config, nc, log, registry)
   closers.push({ name: 'edge', close: () => edge.close() })
   const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge, http })

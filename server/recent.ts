@@ -21,6 +21,7 @@ export interface RecentRequest {
 }
 
 export interface RecentFilter {
+  traceId?: string
   flow?: string
   route?: string
   /** An exact status, or a class: 2 for 2xx, 5 for 5xx. */
@@ -40,6 +41,7 @@ export function createRecentRequests(capacity: number): RecentRequests {
   const ring = new Array<RecentRequest | undefined>(capacity)
   let next = 0
   const matches = (e: RecentRequest, f: RecentFilter) =>
+    (f.traceId === undefined || e.traceId === f.traceId) &&
     (f.flow === undefined || e.flow === f.flow) &&
     (f.route === undefined || e.route === f.route) &&
     (f.status === undefined || (f.status < 10 ? Math.floor(e.status / 100) === f.status : e.status === f.status)) &&

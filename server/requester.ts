@@ -8,6 +8,7 @@ import { errors, type FlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import { connectionState, inboxOf } from '../lib/nats.js'
 import { publishBatcher } from '../lib/publish-batch.js'
+import type { FlowCallOutcome } from './metrics.js'
 
 interface Waiter {
   resolve: (msg: Msg) => void
@@ -26,7 +27,11 @@ export interface Requester {
   close(): void
 }
 
-export function createRequester(nc: NatsConnection, opts: { maxPending: number; log: Logger }): Requester {
+export function createRequester(
+  nc: NatsConnection,
+  opts: { maxPending: number; log: Logger; onOutcome?: (subject: string, outcome: FlowCallOutcome) => void },
+): Requester {
+  const count = opts.onOutcome ?? (() => {})
   const prefix = createInbox(inboxOf(nc))
   const prefixLength = prefix.length + 1
   const waiters = new Map<string, Waiter>()
@@ -53,32 +58,48 @@ export function createRequester(nc: NatsConnection, opts: { maxPending: number; 
       if (!w) return // late reply after a timeout: nothing waits for it
       // The server answers a request nobody subscribes to with an empty 503 status message.
       if (msg.data.length === 0 && msg.headers?.code === 503) {
+        count(w.subject, 'no_responders')
         w.reject(errors.serviceUnavailable(`No flow is serving ${w.subject}`))
       } else {
+        count(w.subject, 'replied')
         w.resolve(msg)
       }
     },
   })
 
   const failAll = (why: string) => {
-    for (const token of [...waiters.keys()]) settle(token)?.reject(errors.serviceUnavailable(why))
+    for (const token of [...waiters.keys()]) {
+      const w = settle(token)
+      if (!w) continue
+      count(w.subject, 'unavailable')
+      w.reject(errors.serviceUnavailable(why))
+    }
   }
 
   state.listen({ disconnect: () => failAll('Message bus unavailable'), closed: () => failAll('Message bus closed') })
 
   return {
     request(subject, data, headers, timeoutMs) {
-      if (!state.up) return Promise.reject(errors.serviceUnavailable('Message bus unavailable'))
-      if (waiters.size >= opts.maxPending) return Promise.reject(errors.serviceUnavailable('Gateway overloaded'))
+      if (!state.up) {
+        count(subject, 'unavailable')
+        return Promise.reject(errors.serviceUnavailable('Message bus unavailable'))
+      }
+      if (waiters.size >= opts.maxPending) {
+        count(subject, 'overloaded')
+        return Promise.reject(errors.serviceUnavailable('Gateway overloaded'))
+      }
       const token = (next++).toString(36)
       if (next === Number.MAX_SAFE_INTEGER) next = 0
       return new Promise<Msg>((resolve, reject) => {
         const timer = setTimeout(() => {
-          if (settle(token)) reject(errors.gatewayTimeout(`No reply from ${subject} within ${timeoutMs} ms`))
+          if (!settle(token)) return
+          count(subject, 'timeout')
+          reject(errors.gatewayTimeout(`No reply from ${subject} within ${timeoutMs} ms`))
         }, timeoutMs)
         waiters.set(token, { resolve, reject, timer, subject })
         batcher.publish(subject, data, { reply: `${prefix}.${token}`, headers }, (err) => {
           if (!settle(token)) return
+          count(subject, 'unavailable')
           opts.log.warn({ err, subject }, 'publish failed')
           reject(errors.serviceUnavailable('Message bus unavailable'))
         })

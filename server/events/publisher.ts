@@ -101,6 +101,8 @@ export function createEventPublisher(
   const publishedCounter = deps.registry
     ? new Counter({ name: 'flowgate_events_published_total', help: 'Gateway events stored in JetStream', registers: [deps.registry] })
     : undefined
+  // Every reason present from the start, so "no drops" is a zero an alert can read, not a missing series.
+  for (const reason of Object.keys(dropped) as DropReason[]) droppedCounter?.inc({ reason }, 0)
   if (deps.registry) {
     new Gauge({ name: 'flowgate_events_queued', help: 'Gateway events waiting to be published', registers: [deps.registry], collect() { this.set(queue.size) } })
   }

@@ -71,10 +71,13 @@ describe('OpenTelemetry export', () => {
 
     const mine = spans.filter((s) => s.traceId === traceId)
     const names = mine.map((s) => s.name).sort()
-    expect(names).toEqual(['POST gateway', 'flow orders.quote', 'step applyCoupon', 'step convertCurrency', 'step priceItems'].sort())
+    expect(names).toEqual(
+      ['POST /api/v1/orders/quote', 'send api.v1.orders.quote', 'process api.v1.orders.quote', 'step applyCoupon', 'step convertCurrency', 'step priceItems'].sort(),
+    )
     const byName = new Map(mine.map((s) => [s.name, s]))
-    expect(byName.get('POST gateway')!.parentSpanId).toBe('b7ad6b7169203331')
-    expect(byName.get('flow orders.quote')!.parentSpanId).toBe(byName.get('POST gateway')!.spanId)
-    expect(byName.get('step priceItems')!.parentSpanId).toBe(byName.get('flow orders.quote')!.spanId)
+    expect(byName.get('POST /api/v1/orders/quote')!.parentSpanId).toBe('b7ad6b7169203331')
+    expect(byName.get('send api.v1.orders.quote')!.parentSpanId).toBe(byName.get('POST /api/v1/orders/quote')!.spanId)
+    expect(byName.get('process api.v1.orders.quote')!.parentSpanId).toBe(byName.get('send api.v1.orders.quote')!.spanId)
+    expect(byName.get('step priceItems')!.parentSpanId).toBe(byName.get('process api.v1.orders.quote')!.spanId)
   })
 })

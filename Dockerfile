@@ -1,0 +1,31 @@
+# Flowgate's processes in one image; the command picks the process:
+#   docker run flowgate gateway | flows | subscriber | cache-proxy | start
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY cli cli
+COPY lib lib
+COPY schemas schemas
+COPY server server
+COPY flows flows
+COPY events events
+COPY cache-proxy cache-proxy
+COPY db db
+COPY bench bench
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+# The migrations are read at run time (flowgate db migrate, and a worker's start).
+COPY --from=build /app/db/migrations db/migrations
+COPY deploy/cache-policy.example.yaml deploy/
+USER node
+EXPOSE 3000
+ENTRYPOINT ["node", "dist/cli/main.js"]
+CMD ["start"]
