@@ -3,6 +3,7 @@
 // and freezes, and reports every invalid variable at once instead of stopping at the first.
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { parseCidr } from './address.js'
 
 const env = (name: string, description: string) => ({ env: name, description })
 const Str = (name: string, description: string, def: string, opts: { minLength?: number; pattern?: string } = {}) =>
@@ -89,6 +90,9 @@ export const ConfigSchema = Type.Object({
   subscriberMaxDeliver: Int('SUBSCRIBER_MAX_DELIVER', 'deliveries of one event before the subscriber gives up on it', 10, 1, 1000),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
   otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
+  // Safe defaults: who is never auto-blocked, alert floors
+  autoBlockExempt: List('AUTOBLOCK_EXEMPT', 'addresses/CIDRs never auto-blocked; unset = loopback (127.0.0.0/8, ::1) in development, none otherwise; "none" = none'),
+  latencySpikeMinMs: Num('LATENCY_SPIKE_MIN_MS', 'a request faster than this never raises a latency alert', 100, 0, 600000),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>
@@ -115,6 +119,7 @@ export function describeConfig(): Array<{ env: string; default: string; descript
 }
 
 const DEFAULT_SECRET = (properties.jwtSecret as Annotated).default as string
+const LOOPBACK = ['127.0.0.0/8', '::1'] as const
 
 /** Reads, converts and checks the environment once; the result is frozen. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
@@ -136,6 +141,12 @@ export function parseConfig(partial: Record<string, unknown>): Config {
     return `${name}: ${e.message} (got ${JSON.stringify(e.value)})`
   })
   const config = value as Static<typeof ConfigSchema>
+  // A developer's machine never locks itself out; a production gateway exempts nobody unless told.
+  if (partial.autoBlockExempt === undefined && config.nodeEnv === 'development') config.autoBlockExempt = [...LOOPBACK]
+  if (config.autoBlockExempt.length === 1 && config.autoBlockExempt[0] === 'none') config.autoBlockExempt = []
+  for (const cidr of config.autoBlockExempt) {
+    if (parseCidr(cidr) === undefined) problems.push(`AUTOBLOCK_EXEMPT: "${cidr}" is not an address or CIDR (e.g. 10.0.0.0/8, ::1)`)
+  }
   if (config.nodeEnv === 'production') {
     if (config.jwtSecret === DEFAULT_SECRET) problems.push('JWT_SECRET: must be set in production (the default is public)')
     else if (config.jwtSecret.length < 32) problems.push('JWT_SECRET: must be at least 32 characters in production')
