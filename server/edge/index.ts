@@ -37,7 +37,7 @@ export interface EdgeDeps {
  */
 export async function registerEdge(
   app: FastifyInstance,
-  config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>,
+  config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes' | 'trustProxy'>,
   deps: EdgeDeps,
 ): Promise<SecurityHeaders> {
   const headers = await securityHeaders()
