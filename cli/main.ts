@@ -14,15 +14,19 @@ const say = (line: string) => console.log(line)
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
 // In start order for `flowgate start` (the proxy before the flows that use it, the gateway last so
 // it finds the flows at once); stopped in reverse.
-const processes: Record<string, () => Promise<Starter>> = {
-  'cache-proxy': async () => (await import('../cache-proxy/main.js')).start,
-  flows: async () => {
-    const { start } = await import('../flows/main.js')
-    return (config, log) => start(config, log, say)
-  },
-  subscriber: async () => (await import('../events/main.js')).start,
-  gateway: async () => (await import('../server/main.js')).start,
-}
+// A Map: the command name is what the user typed (`flowgate constructor` must be an unknown command).
+const processes = new Map<string, () => Promise<Starter>>([
+  ['cache-proxy', async () => (await import('../cache-proxy/main.js')).start],
+  [
+    'flows',
+    async () => {
+      const { start } = await import('../flows/main.js')
+      return (config, log) => start(config, log, say)
+    },
+  ],
+  ['subscriber', async () => (await import('../events/main.js')).start],
+  ['gateway', async () => (await import('../server/main.js')).start],
+])
 
 const HELP = `flowgate <command>
 
@@ -81,8 +85,8 @@ async function main(argv: string[]): Promise<number> {
 
   let devNats: ChildProcess | undefined
   const started: Running[] = []
-  const names = command === 'start' ? Object.keys(processes) : [command]
-  for (const name of names) if (!processes[name]) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
+  const names = command === 'start' ? [...processes.keys()] : [command]
+  for (const name of names) if (!processes.has(name)) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
   if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
 
   const stopAll = async (): Promise<boolean> => {
@@ -112,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'start') devNats = await ensureNats(config, (line) => console.log(line))
     for (const name of names) {
-      const starter = await processes[name]!()
+      const starter = await processes.get(name)!()
       started.push(await starter(config, log))
     }
   } catch (err) {

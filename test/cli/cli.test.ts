@@ -54,6 +54,11 @@ describe('flowgate CLI', () => {
     const p = runCli(['launch'], {})
     expect(await p.exit).toBe(2)
     expect(p.output()).toMatch(/unknown command "launch"/)
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const q = runCli([name], { NODE_ENV: 'test' })
+      expect(await q.exit, name).toBe(2)
+      expect(q.output()).toContain(`unknown command "${name}"`)
+    }
   })
 
   it('start says how to get NATS when it cannot reach or start one', async () => {
