@@ -2,14 +2,14 @@ import { Type } from '@sinclair/typebox'
 import { customers } from '../../db/schema.js'
 import { dbCall } from '../../db/errors.js'
 import { defineFlow, ok } from '../define.js'
-import { accountDeps, Email, NewPassword, normaliseEmail } from './shared.js'
+import { accountDeps, Email, NewPassword, normaliseEmail, StoredText } from './shared.js'
 
 /** A new customer account; the same email in any case is a 409. */
 export const customerRegister = defineFlow({
   name: 'customer.register',
   summary: 'Customer sign-up: {email, password, name?} → 201 {id, email}',
   input: Type.Object(
-    { email: Email, password: NewPassword, name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) },
+    { email: Email, password: NewPassword, name: Type.Optional(StoredText({ minLength: 1, maxLength: 100 })) },
     { additionalProperties: false },
   ),
   output: Type.Object({ id: Type.String(), email: Type.String() }),

@@ -76,6 +76,21 @@ describe('over HTTP', () => {
     expect(me.json()).toMatchObject({ data: { email: 'h@example.com' } })
   })
 
+  it('a NUL byte in email, name or client_id is a 400 VALIDATION_ERROR at the edge, never a 500', async () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['/api/v1/admin/login', { email: 'a\u0000@example.com', password: 'x' }, 'email'],
+      ['/api/v1/customer/login', { email: 'a\u0000@example.com', password: 'x' }, 'email'],
+      ['/api/v1/customer/register', { email: 'a\u0000@example.com', password: 'password-123' }, 'email'],
+      ['/api/v1/customer/register', { email: 'a@example.com', password: 'password-123', name: '\u0000' }, 'name'],
+      ['/auth/token', { client_id: '\u0000', client_secret: 'x' }, 'client_id'],
+    ]
+    for (const [url, payload, field] of cases) {
+      const r = await inject({ method: 'POST', url, payload })
+      expect(r.statusCode, url).toBe(400)
+      expect(r.json()).toMatchObject({ success: false, errorCode: 'VALIDATION_ERROR', detailed: [expect.objectContaining({ field })] })
+    }
+  })
+
   it('POST /auth/token (client credentials) at the root', async () => {
     const r = await inject({ method: 'POST', url: '/auth/token', payload: { client_id: CLIENT_ID, client_secret: CLIENT_SECRET } })
     expect(r.statusCode).toBe(200)
