@@ -16,6 +16,7 @@ import { registerEdge } from './edge/index.js'
 import type { EdgeParts } from './edge/start.js'
 import { sendError } from './envelope-errors.js'
 import { createFlowHandler } from './flow-route.js'
+import { registerFormBody } from './form-body.js'
 import { CATCH_ALL, decorateRequests, registerRequestHooks } from './hooks.js'
 import { drain, type GatewayHttpServer } from './http-server.js'
 import { createHttpMetrics } from './metrics.js'
@@ -70,8 +71,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
     ...(deps.http ? { serverFactory: (handler: RequestListener) => (deps.http!.prepare(handler), deps.http!.server) } : {}),
   })
-  // JSON only: a text/plain body is a client mistake (415), not a string input.
+  // JSON only: a text/plain body is a client mistake (415), not a string input. Forms only for the
+  // flows that declare them (the OAuth2 token endpoint).
   app.removeContentTypeParser('text/plain')
+  registerFormBody(app)
 
   decorateRequests(app)
   const recent = createRecentRequests(RECENT_REQUESTS)

@@ -51,7 +51,11 @@ export function openApiDocument(routes: readonly FlowRoute[]) {
         default: { description: 'Failure', content: { 'application/json': { schema: ErrorEnvelope } } },
       },
     }
-    if (!inQuery) op.requestBody = { required: true, content: { 'application/json': { schema: r.inputSchema } } }
+    if (!inQuery) {
+      const content: Record<string, unknown> = { 'application/json': { schema: r.inputSchema } }
+      if (r.form) content['application/x-www-form-urlencoded'] = { schema: r.inputSchema }
+      op.requestBody = { required: true, content }
+    }
     if (r.auth !== 'public') op.security = [{ bearer: [] }]
     paths[oaPath] = { ...paths[oaPath], [r.method.toLowerCase()]: op }
   }

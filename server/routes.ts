@@ -27,6 +27,8 @@ export interface FlowRoute {
   inputSchema: Record<string, unknown>
   outputSchema: Record<string, unknown> | undefined
   successStatus: number
+  /** Takes application/x-www-form-urlencoded bodies as well as JSON. */
+  form: boolean
   validate: ValidateFunction
   /** Converts query/path strings to the numbers and booleans the schema asks for. */
   coerce: Array<[key: string, to: 'number' | 'integer' | 'boolean']>
@@ -107,6 +109,7 @@ export function routeFromEndpoint(ep: EndpointInfo, compile: (schema: string) =>
     inputSchema,
     outputSchema,
     successStatus: Number.isInteger(status) ? status : 200,
+    form: m[META.form] === 'true',
     validate,
     coerce: coercions(inputSchema),
   }

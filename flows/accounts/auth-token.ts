@@ -25,7 +25,8 @@ export const authToken = defineFlow({
     token_type: Type.Literal('Bearer'),
     expires_in: Type.Integer({ description: 'seconds' }),
   }),
-  http: { method: 'POST', path: '/auth/token', root: true },
+  // Form bodies too: OAuth2 client-credentials clients send them (RFC 6749 §4.4).
+  http: { method: 'POST', path: '/auth/token', root: true, form: true },
   auth: 'public',
   async run(input, ctx) {
     const { db, tokens, passwords } = accountDeps(ctx)
