@@ -90,9 +90,10 @@ export const ConfigSchema = Type.Object({
   subscriberMaxDeliver: Int('SUBSCRIBER_MAX_DELIVER', 'deliveries of one event before the subscriber gives up on it', 10, 1, 1000),
   otelEndpoint: Opt('OTEL_EXPORTER_OTLP_ENDPOINT', 'OTLP/HTTP endpoint; tracing export is off when unset'),
   otelServiceName: Str('OTEL_SERVICE_NAME', 'service.name of exported spans', 'flowgate'),
-  // Safe defaults: who is never auto-blocked, alert floors
+  // Safe defaults: who is never auto-blocked, alert floors, how long a client may take to send a request
   autoBlockExempt: List('AUTOBLOCK_EXEMPT', 'addresses/CIDRs never auto-blocked; unset = loopback (127.0.0.0/8, ::1) in development, none otherwise; "none" = none'),
   latencySpikeMinMs: Num('LATENCY_SPIKE_MIN_MS', 'a request faster than this never raises a latency alert', 100, 0, 600000),
+  httpRequestTimeoutMs: Int('HTTP_REQUEST_TIMEOUT_MS', 'time a client has to send a whole request, headers and body, before 408', 30000, 1000, 600000),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>

@@ -15,15 +15,29 @@ export function callerOf(request: FastifyRequest, tokens: TokenService): Caller 
 }
 
 const ADMIN: AuthPolicy = { roles: ['admin'] }
+/** Carried by a route hook that enforces a policy, so the docs can say who may call the route. */
+const POLICY = Symbol('flowgate.policy')
 
 /** A route-level onRequest hook admitting admins only (401/403 otherwise), before the route's params or body are looked at. */
 export function adminHook(tokens: TokenService) {
-  return function adminOnly(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    try {
-      authorize(ADMIN, callerOf(request, tokens))
-      done()
-    } catch (err) {
-      done(err as Error)
-    }
+  return Object.assign(
+    function adminOnly(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+      try {
+        authorize(ADMIN, callerOf(request, tokens))
+        done()
+      } catch (err) {
+        done(err as Error)
+      }
+    },
+    { [POLICY]: ADMIN },
+  )
+}
+
+/** The policy a route's onRequest hooks enforce: the admin hook's, or public. */
+export function policyOfHooks(hooks: unknown): AuthPolicy {
+  for (const hook of Array.isArray(hooks) ? hooks : [hooks]) {
+    const policy = (hook as { [POLICY]?: AuthPolicy } | undefined)?.[POLICY]
+    if (policy !== undefined) return policy
   }
+  return 'public'
 }

@@ -7,13 +7,13 @@ import type { NatsConnection } from 'nats'
 import type { Registry } from 'prom-client'
 import type { TokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
-import { errors } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import type { Tracing } from '../lib/telemetry.js'
 import { acceptRequestId } from '../lib/trace-context.js'
 import { createDiscovery, type Discovery } from './discovery.js'
 import { registerEdge } from './edge/index.js'
 import type { EdgeParts } from './edge/start.js'
+import { answerFrameworkError, createClientErrorHandler } from './client-errors.js'
 import { sendError } from './envelope-errors.js'
 import { createFlowHandler } from './flow-route.js'
 import { registerFormBody } from './form-body.js'
@@ -21,6 +21,7 @@ import { CATCH_ALL, decorateRequests, registerRequestHooks } from './hooks.js'
 import { drain, type GatewayHttpServer } from './http-server.js'
 import { createHttpMetrics } from './metrics.js'
 import { registerOpsRoutes } from './ops-routes.js'
+import { indexOwnRoutes, notServed } from './own-routes.js'
 import { createRequester, type Requester } from './requester.js'
 import { createRecentRequests, type RecentRequests } from './recent.js'
 import { createResolver, targetOf } from './resolver.js'
@@ -69,8 +70,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     return503OnClosing: false,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    requestTimeout: config.httpRequestTimeoutMs,
+    // What Node's parser and Fastify's router refuse answers as the envelope too.
+    clientErrorHandler: deps.http?.clientErrorHandler ?? createClientErrorHandler(log),
+    frameworkErrors: answerFrameworkError,
     ...(deps.http ? { serverFactory: (handler: RequestListener) => (deps.http!.prepare(handler), deps.http!.server) } : {}),
   })
+  const own = indexOwnRoutes(app)
   // JSON only: a text/plain body is a client mistake (415), not a string input. Forms only for the
   // flows that declare them (the OAuth2 token endpoint).
   app.removeContentTypeParser('text/plain')
@@ -83,12 +89,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   const security = await registerEdge(app, config, { ...(deps.edge ?? NO_EDGE), tokens, resolve: (request) => targetOf(request, resolver) })
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, errors.notFound(`No route ${request.method} ${request.urlPath}`)))
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, notServed(request, own, resolver)))
 
   registerOpsRoutes(app, {
     registry: deps.registry,
     readiness: () => ({ nats: requester.connected(), flows: discovery.ready(), accepting: !closing }),
     routes: () => discovery.table(),
+    ownRoutes: () => own.list(),
     documentHeaders: security.document,
   })
   registerTraceRoutes(app, nc, tokens, log)
@@ -100,9 +107,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     handler: async function route(request: FastifyRequest, reply: FastifyReply) {
       const target = targetOf(request, resolver)
       if (target !== undefined) return callFlow(request, reply, target)
-      const path = request.urlPath
-      if (resolver.hasPath(path)) throw errors.methodNotAllowed(`${request.method} is not allowed on ${path}`)
-      throw errors.notFound(`No route ${request.method} ${path}`)
+      throw notServed(request, own, resolver)
     },
   })
 

@@ -18,8 +18,8 @@ export type Target = FlowTarget
 
 export interface Resolver {
   resolve(method: string, path: string): Target | undefined
-  /** Whether some method serves the path (405 rather than 404). */
-  hasPath(path: string): boolean
+  /** The methods that serve the path (405 with `Allow` rather than 404). */
+  methodsOf(path: string): readonly string[]
 }
 
 declare module 'fastify' {
@@ -36,7 +36,7 @@ export function createResolver(flows: () => RouteTable): Resolver {
       const found = flows().find(method, path)
       return found === undefined ? undefined : { kind: 'flow', route: found.route, params: found.params, template: found.route.path }
     },
-    hasPath: (path) => flows().hasPath(path),
+    methodsOf: (path) => flows().methodsOf(path),
   }
 }
 

@@ -37,8 +37,8 @@ export interface FlowRoute {
 export interface RouteTable {
   readonly routes: readonly FlowRoute[]
   find(method: string, path: string): { route: FlowRoute; params: Record<string, string | undefined> } | undefined
-  /** Whether the path exists under another method (for 405). */
-  hasPath(path: string): boolean
+  /** The methods some route serves the path with (for 405 and its `Allow`). */
+  methodsOf(path: string): Method[]
 }
 
 const MAX_SCHEMAS = 1000
@@ -140,9 +140,10 @@ export function buildRouteTable(routes: FlowRoute[]): RouteTable {
       if (!found) return undefined
       return { route: found.store as FlowRoute, params: found.params }
     },
-    hasPath(path) {
-      for (const m of METHODS) if (router.find(m as Method, path)) return true
-      return false
+    methodsOf(path) {
+      const found: Method[] = []
+      for (const m of METHODS) if (router.find(m as Method, path)) found.push(m as Method)
+      return found
     },
   }
 }
