@@ -3,13 +3,17 @@
 // touches `process` (arguments, signals, exit codes) besides lib/config.ts reading the environment.
 import '../lib/v8-flags.js'
 import type { ChildProcess } from 'node:child_process'
-import { ConfigError, describeConfig, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
-import { createLogger, type Logger } from '../lib/logger.js'
+import { ConfigError, effectiveSettings, isDefaultSecret, loadConfig, type Config } from '../lib/config.js'
+import { createLogger, logDestination, type Logger } from '../lib/logger.js'
 import type { Running } from '../lib/shutdown.js'
 import { ensureNats, NatsMissingError } from './dev-nats.js'
 
 type Starter = (config: Config, log: Logger) => Promise<Running>
-const say = (line: string) => console.log(line)
+// Two streams, never mixed: a server's stdout is its JSON log lines (pipe it to pino-pretty or a log
+// shipper), and what a person must read (the banner, generated passwords, warnings) goes to stderr.
+// A tool command's stdout is its output; its log lines go to stderr.
+const say = (line: string) => console.error(line)
+const out = (line: string) => console.log(line)
 
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
 // In start order for `flowgate start` (the proxy before the flows that use it, the gateway last so
@@ -37,38 +41,46 @@ const HELP = `flowgate <command>
   cache-proxy   the RESP caching proxy in front of Redis
   events tail [--all] [kind]     print gateway events as they arrive
   blocks list | add <address> [ttlSec] | lift <address>
-  config        print every setting, its variable and default
+  config        print every setting: the value in effect (secrets masked), where it came from
   db migrate    apply pending database migrations
   db seed       create the root admin and the API client (idempotent)
+  admin reset-password <email>   a new password for an admin (ADMIN_PASSWORD, or a random one printed once)
 
 Configuration comes from the environment; see README.md.`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (!command || command === 'help' || command === '--help' || command === '-h') {
-    console.log(HELP)
+    out(HELP)
     return command ? 0 : 2
   }
+  const serving = command === 'start' || processes.has(command)
+  // Only a command that serves makes the development secret; the others read it if it is there.
+  const config = loadConfig(undefined, { keepSecret: serving })
+  const log = createLogger(config, { pid: process.pid }, serving ? undefined : logDestination(2))
+
   if (command === 'config') {
-    for (const c of describeConfig()) console.log(`${c.env.padEnd(28)} ${c.default.padEnd(24)} ${c.description}`)
+    if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
+    for (const s of effectiveSettings(config)) out(`${s.env.padEnd(28)} ${s.value.padEnd(40)} ${s.origin.padEnd(11)} ${s.description}`)
     return 0
   }
-  const config = loadConfig()
-  const log = createLogger(config, { pid: process.pid })
-  if (isDefaultSecret(config) && config.nodeEnv !== 'test') log.warn('JWT_SECRET is the public development default; set it before exposing this gateway')
 
-  if (command === 'db') {
-    const { isDbCommand, runDbCommand, isDbUsageError } = await import('../db/commands.js')
+  if (command === 'db' || command === 'admin') {
+    const { isDbCommand, runDbCommand, runResetPassword, isDbUsageError } = await import('../db/commands.js')
     const [sub, ...extra] = rest
-    if (!isDbCommand(sub) || extra.length > 0) throw new UsageError(`usage: flowgate db migrate|seed\n\n${HELP}`)
-    const code = await runDbCommand(sub, config, log, (line) => console.log(line)).then(
-      () => 0,
-      (err: unknown) => {
-        if (!isDbUsageError(err)) throw err
-        console.error(err.message)
-        return 1
-      },
-    )
+    let run: () => Promise<number>
+    if (command === 'admin') {
+      if (sub !== 'reset-password' || extra.length !== 1) throw new UsageError(`usage: flowgate admin reset-password <email>\n\n${HELP}`)
+      run = () => runResetPassword(extra[0]!, config, log, out)
+    } else {
+      if (!isDbCommand(sub) || extra.length > 0) throw new UsageError(`usage: flowgate db migrate|seed\n\n${HELP}`)
+      run = () => runDbCommand(sub, config, log, out).then(() => 0)
+    }
+    const code = await run().catch((err: unknown) => {
+      if (!isDbUsageError(err)) throw err
+      say(err.message)
+      return 1
+    })
     log.flush()
     return code
   }
@@ -78,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
     const stop = new AbortController()
     process.once('SIGINT', () => stop.abort())
     process.once('SIGTERM', () => stop.abort())
-    const code = await runEdgeCommand(command, rest, config, log, (line) => console.log(line), stop.signal)
+    const code = await runEdgeCommand(command, rest, config, log, out, stop.signal)
     log.flush()
     return code
   }
@@ -88,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
   const names = command === 'start' ? [...processes.keys()] : [command]
   for (const name of names) if (!processes.has(name)) throw new UsageError(`unknown command "${name}"\n\n${HELP}`)
   if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`)
+  warnAboutSecret(config, names)
 
   const stopAll = async (): Promise<boolean> => {
     let clean = true
@@ -114,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
   })
 
   try {
-    if (command === 'start') devNats = await ensureNats(config, (line) => console.log(line))
+    if (command === 'start') devNats = await ensureNats(config, say)
     for (const name of names) {
       const starter = await processes.get(name)!()
       started.push(await starter(config, log))
@@ -123,15 +136,38 @@ async function main(argv: string[]): Promise<number> {
     await stopAll()
     throw err
   }
-  for (const r of started) console.log(`✔ ${r.describe}`)
+  for (const r of started) say(`✔ ${r.describe}`)
   if (command === 'start' || command === 'gateway') {
-    const base = `http://localhost:${config.port}`
-    console.log(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck\n  open ${base}/docs\n`)
+    const base = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${config.port}`
+    say(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck\n  open ${base}/docs\n`)
   }
   return done
 }
 
+/**
+ * Once, in words, before serving: the public development secret kept on purpose (JWT_SECRET set to
+ * it; unset, development generates one) lets anyone who reaches the gateway sign an admin token.
+ */
+function warnAboutSecret(config: Config, names: string[]): void {
+  if (config.nodeEnv === 'test' || !isDefaultSecret(config)) return
+  if (!names.includes('gateway') && !names.includes('flows')) return
+  const reach = config.host === '127.0.0.1' || config.host === '::1' || config.host === 'localhost' ? 'on this machine' : `on the network (HOST=${config.host})`
+  say(
+    `warning: JWT_SECRET is set to the public development default, so anyone who can reach the gateway ${reach} can sign their own admin token. ` +
+      'Unset it to use a secret generated for this DATA_DIR, or set a secret of your own.',
+  )
+}
+
 class UsageError extends Error {}
+
+/** A port someone else holds: one line that says which and what to do, not a stack. */
+function portInUse(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number }
+  if (e?.code !== 'EADDRINUSE' && e?.code !== 'EACCES') return undefined
+  const where = `${e.address ?? ''}:${e.port ?? ''}`
+  const what = e.code === 'EADDRINUSE' ? 'is already in use (another Flowgate, or another server)' : 'cannot be opened by this user'
+  return `flowgate: ${where} ${what}; choose another port with PORT (gateway), CACHE_PROXY_PORT or CACHE_PROXY_METRICS_PORT`
+}
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -139,7 +175,9 @@ main(process.argv.slice(2)).then(
     process.exit(code)
   },
   (err: unknown) => {
-    if (err instanceof ConfigError || err instanceof NatsMissingError || err instanceof UsageError) console.error(err.message)
+    const port = portInUse(err)
+    if (port !== undefined) console.error(port)
+    else if (err instanceof ConfigError || err instanceof NatsMissingError || err instanceof UsageError) console.error(err.message)
     else console.error('flowgate failed to start:', err)
     process.exitCode = err instanceof UsageError ? 2 : 1
   },

@@ -38,8 +38,8 @@ describe('flowgate CLI', () => {
   it('prints every setting with `config`', async () => {
     const p = runCli(['config'], {})
     expect(await p.exit).toBe(0)
-    expect(p.output()).toMatch(/^PORT\s+3000\s+gateway HTTP port/m)
-    expect(p.output()).toMatch(/^NATS_URL\s+nats:\/\/127\.0\.0\.1:4222/m)
+    expect(p.output()).toMatch(/^PORT\s+3000\s+default\s+gateway HTTP port/m)
+    expect(p.output()).toMatch(/^NATS_URL\s+nats:\/\/127\.0\.0\.1:4222\s+default/m)
   })
 
   it('exits 1 listing every invalid variable', async () => {
