@@ -126,12 +126,12 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal)
   })
 
+  // Every part's code loads while a local nats-server comes up (the start waits on it, idle).
+  const loading = names.map((name) => processes.get(name)!())
+  for (const l of loading) l.catch(() => undefined) // a failure is thrown where it is awaited, below
   try {
     if (command === 'start') devNats = await ensureNats(config, say)
-    for (const name of names) {
-      const starter = await processes.get(name)!()
-      started.push(await starter(config, log))
-    }
+    for (const load of loading) started.push(await (await load)(config, log))
   } catch (err) {
     await stopAll()
     throw err

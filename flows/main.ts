@@ -43,7 +43,8 @@ export async function start(config: Config, log: Logger, say: (line: string) => 
     closers.push({ name: 'database', close: () => database.close() })
     const passwords = createPasswordHasher()
     // Makes the dummy hash now, so that even the first login for an unknown email costs one hash, not two.
-    await passwords.verifyDummy('')
+    // In the background: two scrypt runs would hold the start up (about 0.2 s idle, a second on a busy machine).
+    passwords.verifyDummy('').catch((err: unknown) => log.warn({ err }, 'dummy password hash not made at start'))
     await database.migrate().catch(stopEarly)
     // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once;
     // elsewhere only its check that ADMIN_PASSWORD is the stored one runs.
