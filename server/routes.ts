@@ -151,7 +151,8 @@ export function buildRouteTable(routes: FlowRoute[]): RouteTable {
 /** Query and path strings as the numbers/booleans the schema expects; anything else is left for the validator to reject. */
 export function coerceInPlace(input: Record<string, unknown>, coerce: FlowRoute['coerce'], from: ReadonlySet<string>): void {
   for (const [key, to] of coerce) {
-    if (!from.has(key)) continue
+    // Own properties only: a schema (from the bus) may name `__proto__`; the input's prototype is not an input.
+    if (!from.has(key) || !Object.hasOwn(input, key)) continue
     const v = input[key]
     if (typeof v !== 'string') continue
     if (to === 'boolean') {
