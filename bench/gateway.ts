@@ -5,11 +5,11 @@
 // Fastify shows how much of the distance any gateway over NATS pays on the machine at hand.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { freePort } from './free-port.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const child = fileURLToPath(new URL('./child.js', import.meta.url))
@@ -42,15 +42,6 @@ function cpuOf(role: string): Promise<number> {
     }
     c.on('message', onMessage)
     c.send('cpu')
-  })
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
   })
 }
 

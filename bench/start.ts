@@ -7,23 +7,12 @@
 //   npm run bench:start      (BENCH_ROUNDS=5 to change the runs)
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from './free-port.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const TICK_MS = 1000 / 100 // USER_HZ on Linux
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 /** CPU ms of every live process in a process group, with the children they already reaped. */
 function groupCpuMs(pgid: number): number {
