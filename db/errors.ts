@@ -33,7 +33,9 @@ export function databaseError(err: unknown, conflictMessage = 'Already exists'):
   if (err instanceof FlowgateError) return err
   const state = sqlState(err)
   if (state === '23505') return errors.conflict(conflictMessage)
-  if (state !== undefined && UNSTORABLE.has(state)) return errors.validation([], 'Input contains characters the database cannot store (such as U+0000)')
+  if (state !== undefined && UNSTORABLE.has(state)) {
+    return new FlowgateError('VALIDATION_ERROR', 'Input contains characters the database cannot store (such as U+0000)', { stack: false })
+  }
   if (state === undefined ? !isProgrammingError(innermost(err)) : UNAVAILABLE_CLASSES.has(state.slice(0, 2))) {
     return errors.serviceUnavailable('Database unavailable')
   }

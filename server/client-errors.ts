@@ -17,7 +17,7 @@ function parserError(code: string | undefined): FlowgateError {
   if (code === 'HPE_HEADER_OVERFLOW') return errors.headersTooLarge()
   // Bare CR or LF, both Content-Length and Transfer-Encoding, two lengths, a bad chunk: a request
   // read two ways by two servers is how requests are smuggled, so none is guessed at.
-  return errors.validation([], 'Malformed HTTP request')
+  return new FlowgateError('VALIDATION_ERROR', 'Malformed HTTP request', { stack: false })
 }
 
 /** Sockets already answered: the pre-bus server and Fastify both listen on one server. */

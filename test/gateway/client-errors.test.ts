@@ -95,6 +95,7 @@ function expectEnvelope(r: Parsed, status: number, errorCode: string) {
   expect(r.body).toMatchObject({ success: false, status, errorCode, message: expect.any(String), traceId: expect.stringMatching(/^[0-9a-f]{32}$/) })
   expect(r.headers['x-trace-id']).toBe(r.body.traceId)
   expect(r.headers['x-request-id']).toMatch(/^[0-9A-Za-z._:-]{1,64}$/)
+  expect(r.body.detailed).toBeUndefined()
 }
 
 const MALFORMED: Array<[string, string]> = [
