@@ -39,6 +39,12 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    // Plain Node scripts that run before any build (npm start's build check).
+    files: ['scripts/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+    rules: { 'no-console': 'off', 'no-restricted-properties': 'off' },
+  },
+  {
     files: ['lib/config.ts', 'test/**', '**/*.test.ts', 'bench/**'],
     rules: { 'no-restricted-properties': 'off' },
   },

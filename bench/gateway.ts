@@ -8,13 +8,13 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createServer as createHttpServer } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import type { BusRole } from '../lib/bus.js'
 import { ensureRoleKeys, renderServerConfig, seedFile } from '../cli/nats-config.js'
+import { freePort } from './free-port.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const child = fileURLToPath(new URL('./child.js', import.meta.url))
@@ -58,15 +58,6 @@ function cpuOf(role: string): Promise<number> {
     }
     c.on('message', onMessage)
     c.send('cpu')
-  })
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
   })
 }
 

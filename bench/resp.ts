@@ -4,12 +4,13 @@
 //   npm run bench:resp     (BENCH_REQUESTS=200000 BENCH_ROUNDS=3 to change the runs)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../lib/config.js'
 import { createLogger } from '../lib/logger.js'
 import { start } from '../cache-proxy/main.js'
+import { freePort } from './free-port.js'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100_000)
 const CLIENTS = 50
@@ -21,17 +22,6 @@ function which(name: string, extra: string[] = []): string | undefined {
     if (r.status === 0 && r.stdout.trim()) return r.stdout.trim()
   }
   return undefined
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 async function waitPort(port: number, child?: ChildProcess): Promise<void> {

@@ -51,7 +51,7 @@ export interface LocalBus {
  * For `flowgate start`. With NATS_URL set, the processes connect there as configured (nothing is
  * started). Without it, a nats-server of its own: JetStream on, data and keys under DATA_DIR, one
  * NKey user per role with only the permissions that role needs, so what a newcomer starts is locked
- * down, not open. It listens on 127.0.0.1:4222, or on a free port when that one is taken.
+ * down, not open. It listens on 127.0.0.1:LOCAL_NATS_PORT (4222), or on a free port when that one is taken.
  */
 export async function startLocalBus(config: Config, say: (line: string) => void): Promise<LocalBus | undefined> {
   if (config.natsUrl !== undefined) {
@@ -70,7 +70,8 @@ export async function startLocalBus(config: Config, say: (line: string) => void)
   }
   const paths = busDir(config)
   const host = '127.0.0.1'
-  const port = (await reachable(host, DEFAULT_PORT)) ? await freePort() : DEFAULT_PORT
+  const wanted = config.localNatsPort
+  const port = wanted === 0 || (await reachable(host, wanted)) ? await freePort() : wanted
   const keys = ensureRoleKeys(paths.keys)
   writeFileSync(paths.conf, renderServerConfig(keys, { listen: `${host}:${port}`, storeDir: paths.store }), { mode: 0o600 })
   const child = spawn(bin, ['-c', paths.conf], { stdio: ['ignore', 'ignore', 'pipe'] })

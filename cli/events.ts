@@ -1,6 +1,6 @@
 // `flowgate events tail` and `flowgate blocks list|lift|add`: the gateway events and the blocklist
 // for people without the NATS CLI.
-import { DeliverPolicy, StringCodec } from 'nats'
+import { AckPolicy, ConsumerEvents, DeliverPolicy, nanos, StringCodec, type ConsumerInfo } from 'nats'
 import { parseAddress } from '../lib/address.js'
 import { createBlocklistStore } from '../lib/blocklist.js'
 import type { Config } from '../lib/config.js'
@@ -16,6 +16,9 @@ export const EDGE_HELP = `  events tail [--all] [kind]     print gateway events 
   blocks lift <address>          lift a block on every gateway`
 
 const sc = StringCodec()
+const API_TIMEOUT_MS = 5000
+/** A tail consumer nobody pulls from for this long is removed by the server. */
+const TAIL_IDLE_MS = 60_000
 
 /** Runs one events/blocks command; resolves with the exit code. */
 export async function runEdgeCommand(
@@ -50,22 +53,55 @@ export async function runEdgeCommand(
       return 2
     }
     await ensureGatewayStream(nc, config, log)
-    const consumer = await nc.jetstream().consumers.get(streams.gateway, {
-      filterSubjects: kind ? subjects.gatewayEvent(kind as EventKind) : subjects.gatewayAll,
-      deliver_policy: all ? DeliverPolicy.All : DeliverPolicy.New,
-    })
-    const messages = await consumer.consume()
-    signal.addEventListener('abort', () => void messages.close(), { once: true })
-    for await (const m of messages) {
-      const decoded = decodeEvent(m.data)
-      if (decoded.ok) {
-        const { ts, kind: k, ...rest } = decoded.value
-        print(`${new Date(ts).toISOString()} ${k.padEnd(17)} ${JSON.stringify(rest)}`)
-      } else {
-        print(`${m.subject} (unreadable: ${decoded.reason}) ${sc.decode(m.data).slice(0, 200)}`)
-      }
+    const jsm = await nc.jetstreamManager({ timeout: API_TIMEOUT_MS })
+    // An ephemeral consumer made with one request, in the form every nats-server since 2.9 takes: its
+    // refusal is shown as the server said it. (nats.js's ordered consumer sends `opt_start_seq` with
+    // `deliver_policy: all`, which 2.9 refuses, and retries that refusal silently.)
+    let info: ConsumerInfo
+    try {
+      info = await jsm.consumers.add(streams.gateway, {
+        ack_policy: AckPolicy.None,
+        deliver_policy: all ? DeliverPolicy.All : DeliverPolicy.New,
+        filter_subject: kind ? subjects.gatewayEvent(kind as EventKind) : subjects.gatewayAll,
+        inactive_threshold: nanos(TAIL_IDLE_MS), // the server removes it if this process dies
+        mem_storage: true,
+        num_replicas: 1,
+      })
+    } catch (err) {
+      print(`cannot tail ${streams.gateway}: ${err instanceof Error ? err.message : String(err)}`)
+      return 1
     }
-    return 0
+    const consumer = await nc.jetstream({ timeout: API_TIMEOUT_MS }).consumers.get(streams.gateway, info.name)
+    const messages = await consumer.consume({ max_messages: 256 })
+    let failure: string | undefined
+    const stop = () => void messages.close()
+    if (signal.aborted) stop()
+    signal.addEventListener('abort', stop, { once: true })
+    void (async () => {
+      for await (const s of await messages.status()) {
+        if (s.type === ConsumerEvents.ConsumerDeleted || s.type === ConsumerEvents.ConsumerNotFound || s.type === ConsumerEvents.StreamNotFound) {
+          failure = `${s.type}: ${String(s.data)}`
+          stop()
+        }
+      }
+    })()
+    try {
+      for await (const m of messages) {
+        const decoded = decodeEvent(m.data)
+        if (decoded.ok) {
+          const { ts, kind: k, ...rest } = decoded.value
+          print(`${new Date(ts).toISOString()} ${k.padEnd(17)} ${JSON.stringify(rest)}`)
+        } else {
+          print(`${m.subject} (unreadable: ${decoded.reason}) ${sc.decode(m.data).slice(0, 200)}`)
+        }
+      }
+    } finally {
+      signal.removeEventListener('abort', stop)
+      await jsm.consumers.delete(streams.gateway, info.name).catch((err: unknown) => log.debug({ err }, 'tail consumer already gone'))
+    }
+    if (failure === undefined) return 0
+    print(`tail stopped: ${failure}`)
+    return 1
   }
 
   async function list(): Promise<number> {

@@ -87,7 +87,9 @@ async function openPglite(config: DatabaseConfig, log: Logger): Promise<Database
   const releaseLock = lockDataDir(join(config.dataDir, 'pglite.pid'))
   let client: InstanceType<typeof PGlite>
   try {
-    client = await PGlite.create(dir)
+    // PostgreSQL's default 128 MB of shared buffers are set up at every open, a few hundred ms of CPU
+    // on the way to `npm start` being ready; an embedded development database of a few rows needs 16 MB.
+    client = await PGlite.create(dir, { postgresqlconf: ['shared_buffers=16MB'] })
   } catch (err) {
     releaseLock()
     throw err

@@ -1,12 +1,16 @@
 // Database failures as catalog errors. Decided on SQLSTATE codes and the driver's error codes,
-// never on message text: a unique violation is CONFLICT; a database that cannot be reached (or is
-// shutting down, or overloaded) is SERVICE_UNAVAILABLE; anything else is INTERNAL_ERROR (masked).
+// never on message text: a unique violation is CONFLICT; text it cannot store is VALIDATION_ERROR;
+// a database that cannot be reached (or is shutting down, or overloaded) is SERVICE_UNAVAILABLE;
+// anything else is INTERNAL_ERROR (masked).
 import { errors, FlowgateError } from '../lib/errors.js'
 
 const SQLSTATE = /^[0-9A-Z]{5}$/
 // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention:
 // admin shutdown, cannot connect now, statement timeout 57014).
 const UNAVAILABLE_CLASSES = new Set(['08', '53', '57'])
+// A value the database cannot store (a NUL in text: 22021; a character the encoding lacks: 22P05) came
+// from the caller: a VALIDATION_ERROR, not a 500. The flows' schemas catch these first, with the field.
+const UNSTORABLE = new Set(['22021', '22P05'])
 
 /** The SQLSTATE of a database error (looking through Drizzle's wrapper), if it has one. */
 export function sqlState(err: unknown): string | undefined {
@@ -29,6 +33,9 @@ export function databaseError(err: unknown, conflictMessage = 'Already exists'):
   if (err instanceof FlowgateError) return err
   const state = sqlState(err)
   if (state === '23505') return errors.conflict(conflictMessage)
+  if (state !== undefined && UNSTORABLE.has(state)) {
+    return new FlowgateError('VALIDATION_ERROR', 'Input contains characters the database cannot store (such as U+0000)', { stack: false })
+  }
   if (state === undefined ? !isProgrammingError(innermost(err)) : UNAVAILABLE_CLASSES.has(state.slice(0, 2))) {
     return errors.serviceUnavailable('Database unavailable')
   }

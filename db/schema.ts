@@ -35,6 +35,9 @@ export const customers = pgTable(
     email: text('email').notNull(),
     passwordHash: text('password_hash').notNull(),
     name: text('name'),
+    // The original nats-flow-gateway registration's fields, kept so its clients work unchanged.
+    firstName: text('first_name'),
+    lastName: text('last_name'),
     ...timestamps,
   },
   (t) => [uniqueIndex('customers_email_lower_key').on(sql`lower(${t.email})`)],

@@ -46,10 +46,15 @@ async function seedAdmin(db: Database, config: SeedConfig, passwords: PasswordHa
   const email = (config.adminEmail ?? DEV_ADMIN_EMAIL).trim().toLowerCase()
   if (!/^[^\s@]{1,64}@[^\s@]+\.[^\s@]+$/.test(email)) throw new SeedError(`ADMIN_EMAIL is not an email address: ${email}`)
   // Without ADMIN_EMAIL, any existing root admin means the development seed already ran.
+  const columns = { id: admins.id, email: admins.email, passwordHash: admins.passwordHash }
   const existing = config.adminEmail
-    ? await db.select({ id: admins.id }).from(admins).where(sql`lower(${admins.email}) = ${email}`).limit(1)
-    : await db.select({ id: admins.id }).from(admins).where(eq(admins.root, true)).limit(1)
-  if (existing.length > 0) return 'exists' as const
+    ? await db.select(columns).from(admins).where(sql`lower(${admins.email}) = ${email}`).limit(1)
+    : await db.select(columns).from(admins).where(eq(admins.root, true)).orderBy(admins.createdAt).limit(1)
+  if (existing.length > 0) {
+    const notice = await passwordNotice(existing[0]!, config.adminPassword, passwords)
+    if (notice !== undefined) print(notice)
+    return 'exists' as const
+  }
   const password = config.adminPassword ?? randomSecret()
   const inserted = await db
     .insert(admins)
@@ -63,6 +68,45 @@ async function seedAdmin(db: Database, config: SeedConfig, passwords: PasswordHa
       : `seed: root admin ${email} created with password ${password}  (shown once; set ADMIN_EMAIL/ADMIN_PASSWORD to choose)`,
   )
   return 'created' as const
+}
+
+/**
+ * The seed never changes a stored password; it says so when ADMIN_PASSWORD is not the admin's
+ * password, rather than leave the operator guessing why the new one is refused.
+ */
+async function passwordNotice(
+  admin: { email: string; passwordHash: string },
+  adminPassword: string | undefined,
+  passwords: PasswordHasher,
+): Promise<string | undefined> {
+  if (adminPassword === undefined || (await passwords.verify(adminPassword, admin.passwordHash))) return undefined
+  return (
+    `seed: ADMIN_PASSWORD is not the stored password of ${admin.email}; the stored one is kept (the seed never changes a password). ` +
+    `To set it: ADMIN_PASSWORD=… flowgate admin reset-password ${admin.email}`
+  )
+}
+
+/** The notice for a start that does not seed (production): ADMIN_PASSWORD against the stored admin, when both exist. */
+export async function checkAdminPassword(db: Database, config: SeedConfig, passwords: PasswordHasher): Promise<string | undefined> {
+  if (config.adminPassword === undefined || config.adminEmail === undefined) return undefined
+  const email = config.adminEmail.trim().toLowerCase()
+  const [admin] = await db.select({ email: admins.email, passwordHash: admins.passwordHash }).from(admins).where(sql`lower(${admins.email}) = ${email}`).limit(1)
+  return admin === undefined ? undefined : passwordNotice(admin, config.adminPassword, passwords)
+}
+
+/**
+ * Sets a new password for an admin (`flowgate admin reset-password`): the way back from a lost one.
+ * Tokens already issued stay valid until they expire (JWT_TTL_SEC).
+ */
+export async function resetAdminPassword(db: Database, email: string, password: string, passwords: PasswordHasher): Promise<boolean> {
+  if (password.length < 8 || password.length > 256) throw new SeedError('the new password must be 8 to 256 characters')
+  const normalised = email.trim().toLowerCase()
+  const updated = await db
+    .update(admins)
+    .set({ passwordHash: await passwords.hash(password) })
+    .where(sql`lower(${admins.email}) = ${normalised}`)
+    .returning({ id: admins.id })
+  return updated.length > 0
 }
 
 async function seedClient(db: Database, config: SeedConfig, passwords: PasswordHasher, print: (line: string) => void) {

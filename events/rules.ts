@@ -2,10 +2,14 @@
 // hits are remembered by event id, so a redelivered hit is not counted twice; a block's value is
 // derived from the events (not the clock), so writing it again writes the same thing; alerts carry
 // the id of the event that raised them, which makes their publish idempotent. All state is bounded.
+import { createAddressSet } from '../lib/address.js'
 import type { Config } from '../lib/config.js'
 import { EVENT_VERSION, type Alert, type BlockEntry, type GatewayEvent, type RateLimitHit, type RequestCompleted } from '../schemas/events.js'
 
-export type RuleConfig = Pick<Config, 'autoBlockHits' | 'autoBlockWindowSec' | 'autoBlockTtlSec' | 'latencySpikeFactor' | 'latencyWindow'>
+export type RuleConfig = Pick<
+  Config,
+  'autoBlockHits' | 'autoBlockWindowSec' | 'autoBlockTtlSec' | 'autoBlockExempt' | 'latencySpikeFactor' | 'latencyWindow' | 'latencySpikeMinMs'
+>
 
 export type Action = { type: 'block'; entry: BlockEntry; cause: string } | { type: 'alert'; alert: Alert }
 
@@ -36,6 +40,7 @@ export function createRules(config: RuleConfig): Rules {
   const lastBlockedAt = new Map<string, number>()
   const latency = new Map<string, LatencyWindow>()
   const seen = new Set<string>()
+  const exempt = createAddressSet(config.autoBlockExempt)
 
   /** Adds a hit (once per id) and returns the address's hits inside the window ending at `ts`. */
   function record(hit: RateLimitHit): Array<{ id: string; ts: number }> {
@@ -54,6 +59,8 @@ export function createRules(config: RuleConfig): Rules {
   }
 
   function onHit(hit: RateLimitHit, nowMs: number): Action[] {
+    // An exempt address (the operator's own machine, a health checker) is limited, never blocked.
+    if (exempt(hit.address)) return []
     // Hits up to the last block's start were answered by that block; only later ones count again.
     const since = lastBlockedAt.get(hit.address) ?? -Infinity
     const inWindow = record(hit).filter((h) => h.ts > since)
@@ -86,7 +93,9 @@ export function createRules(config: RuleConfig): Rules {
     }
     const actions: Action[] = []
     const mean = w.count > 0 ? w.sum / w.count : 0
-    if (w.count >= Math.min(MIN_SAMPLES, config.latencyWindow) && mean > 0 && e.latencyMs > config.latencySpikeFactor * mean) {
+    // The floor keeps sub-millisecond routes quiet: 3 ms against a 0.25 ms mean is jitter, not an incident.
+    const spike = e.latencyMs >= config.latencySpikeMinMs && e.latencyMs > config.latencySpikeFactor * mean
+    if (w.count >= Math.min(MIN_SAMPLES, config.latencyWindow) && mean > 0 && spike) {
       actions.push({
         type: 'alert',
         alert: {

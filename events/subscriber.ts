@@ -180,7 +180,16 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
   async function perform(action: Action) {
     if (action.type === 'block') {
       const { entry } = action
-      await blocklist.block(entry)
+      // The store is the authority: hits still in flight when a block was written (the gateways see it
+      // a moment later) cross the threshold again, but the address is already blocked. One block, one
+      // log line, one event; after a lift, the next flood blocks anew.
+      const current = await blocklist.get(entry.address)
+      if (current !== undefined && current.blockedAt !== entry.blockedAt) {
+        log.debug({ address: entry.address, cause: action.cause }, 'address already blocked')
+        return
+      }
+      // The same block again (a redelivered event): already stored; its event is published idempotently.
+      if (current === undefined) await blocklist.block(entry)
       // The block's own event: its id is derived from the block, so a redelivery stores it once.
       const event: IpBlocked = {
         v: entry.v,
@@ -192,7 +201,9 @@ export function createSubscriber(nc: NatsConnection, config: SubscriberConfig, d
         reason: entry.reason,
         expiresAt: entry.expiresAt,
       }
-      await js.publish(subjects.gatewayEvent('ip.blocked'), JSON.stringify(event), { msgID: event.id })
+      const ack = await js.publish(subjects.gatewayEvent('ip.blocked'), JSON.stringify(event), { msgID: event.id })
+      // Logged with the event's first publish, so a redelivery or a replay does not say it twice.
+      if (ack.duplicate) return
       stats.blocks++
       log.warn({ address: entry.address, expiresAt: new Date(entry.expiresAt).toISOString(), reason: entry.reason, cause: action.cause }, 'address blocked')
       return

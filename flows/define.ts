@@ -17,6 +17,8 @@ export interface HttpBinding {
   root?: boolean
   /** Status of a plain successful return (default 200). */
   status?: number
+  /** Also take an application/x-www-form-urlencoded body (what OAuth2 token clients send); JSON otherwise only. */
+  form?: boolean
 }
 
 /** A result with an explicit status (e.g. 201). Plain return values mean 200. */
@@ -94,6 +96,7 @@ export function flowMetadata(flow: Flow): Record<string, string> {
     meta[META.method] = flow.http.method
     meta[META.path] = httpPath(flow.http)
     meta[META.status] = String(flow.http.status ?? 200)
+    if (flow.http.form) meta[META.form] = 'true'
   }
   if (flow.timeoutMs) meta[META.timeoutMs] = String(flow.timeoutMs)
   if (flow.summary) meta[META.summary] = flow.summary

@@ -1,6 +1,6 @@
 // The flow worker process: connect, host every flow, stop in reverse order.
 import { DatabaseLockedError, openDatabase } from '../db/client.js'
-import { seedDatabase } from '../db/seed.js'
+import { checkAdminPassword, seedDatabase } from '../db/seed.js'
 import { createTokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
@@ -56,10 +56,16 @@ export async function start(config: Config, log: Logger, say: (line: string) => 
     closers.push({ name: 'database', close: () => database.close() })
     const passwords = createPasswordHasher()
     // Makes the dummy hash now, so that even the first login for an unknown email costs one hash, not two.
-    await passwords.verifyDummy('')
+    // In the background: two scrypt runs would hold the start up (about 0.2 s idle, a second on a busy machine).
+    passwords.verifyDummy('').catch((err: unknown) => log.warn({ err }, 'dummy password hash not made at start'))
     await database.migrate().catch(stopEarly)
-    // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once.
+    // In development the seed runs at start (idempotent), so a newcomer gets a root admin at once;
+    // elsewhere only its check that ADMIN_PASSWORD is the stored one runs.
     if (config.nodeEnv === 'development') await seedDatabase(database.db, config, passwords, say).catch(stopEarly)
+    else {
+      const notice = await checkAdminPassword(database.db, config, passwords).catch(stopEarly)
+      if (notice !== undefined) log.warn(notice)
+    }
     Object.assign(flowDeps, { db: database.db, passwords })
     flowDeps.probes.database = () => database.probe()
     databaseKind = database.kind

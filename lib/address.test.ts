@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { addressKey, parseAddress } from './address.js'
+import { addressKey, createAddressSet, parseAddress, parseCidr } from './address.js'
 import { addressOfBlockKey, blockKey } from './blocklist.js'
 
 describe('client address keys', () => {
@@ -33,5 +33,20 @@ describe('client address keys', () => {
     expect(parseAddress('2001:db8:1:2::99')).toBe('2001:db8:1:2::/64')
     expect(parseAddress('2001:db8:1:2::/64')).toBe('2001:db8:1:2::/64')
     expect(parseAddress('not-an-ip')).toBeUndefined()
+  })
+})
+
+describe('address ranges (AUTOBLOCK_EXEMPT)', () => {
+  it('matches IPv4 keys by CIDR and IPv6 /64 keys by overlap', () => {
+    const exempt = createAddressSet(['127.0.0.0/8', '::1', '10.1.0.0/16', '2001:db8::/32'])
+    for (const ip of ['127.0.0.1', '127.9.9.9', '::ffff:127.0.0.1', '10.1.2.3', '::1', '2001:db8:1:2::5']) expect(exempt(addressKey(ip)), ip).toBe(true)
+    for (const ip of ['10.2.0.1', '8.8.8.8', '2001:db9::1', 'fe80::1', '::2:1:0:0:1']) expect(exempt(addressKey(ip)), ip).toBe(false)
+    expect(createAddressSet([])('127.0.0.1')).toBe(false)
+  })
+
+  it('parses an address or a CIDR, and refuses anything else', () => {
+    expect(parseCidr('10.0.0.0/8')).toEqual({ address: '10.0.0.0', prefix: 8, family: 'ipv4' })
+    expect(parseCidr('::1')).toEqual({ address: '::1', prefix: 128, family: 'ipv6' })
+    for (const bad of ['localhost', '1.2.3.4/33', '1.2.3.4/x', '::1/129', '', '1.2.3.4/']) expect(parseCidr(bad), bad).toBeUndefined()
   })
 })

@@ -3,7 +3,7 @@
 // from Fastify's `request.ip`, which honours TRUST_PROXY (X-Forwarded-For is read only when the
 // peer is a trusted proxy), so a spoofed header never buys a fresh bucket. An IPv6 client owns a
 // whole /64, so it is keyed by that prefix.
-import { isIPv4, isIPv6 } from 'node:net'
+import { BlockList, isIPv4, isIPv6 } from 'node:net'
 
 const MAPPED_V4 = '::ffff:'
 
@@ -44,4 +44,48 @@ export function parseAddress(input: string): string | undefined {
   const v6 = text.endsWith('/64') ? text.slice(0, -3) : text
   if (isIPv6(v6)) return addressKey(v6)
   return undefined
+}
+
+export interface Cidr {
+  address: string
+  prefix: number
+  family: 'ipv4' | 'ipv6'
+}
+
+/** `10.0.0.0/8`, `::1/128`, or a bare address (a single host); undefined when it is neither. */
+export function parseCidr(text: string): Cidr | undefined {
+  const slash = text.indexOf('/')
+  const address = (slash === -1 ? text : text.slice(0, slash)).trim()
+  const family = isIPv4(address) ? 'ipv4' : isIPv6(address) ? 'ipv6' : undefined
+  if (family === undefined) return undefined
+  const max = family === 'ipv4' ? 32 : 128
+  if (slash === -1) return { address, prefix: max, family }
+  const bits = text.slice(slash + 1).trim()
+  const prefix = Number(bits)
+  if (!/^\d{1,3}$/.test(bits) || prefix > max) return undefined
+  return { address, prefix, family }
+}
+
+/**
+ * A set of address ranges that answers for address keys (what addressKey() returns). An IPv6 key
+ * stands for its whole /64, so it matches a range that overlaps that /64: `::1` exempts the
+ * loopback key `0:0:0:0::/64`, in which no other real client can be.
+ */
+export function createAddressSet(cidrs: readonly string[]): (key: string) => boolean {
+  const ranges = cidrs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined)
+  if (ranges.length === 0) return () => false
+  const list = new BlockList()
+  for (const r of ranges) list.addSubnet(r.address, r.prefix, r.family)
+  // Ranges narrower than a /64: matched when they lie inside the key's /64.
+  const narrow = ranges.filter((r) => r.family === 'ipv6' && r.prefix > 64)
+  return (key) => {
+    if (!key.endsWith('::/64')) return isIPv4(key) && list.check(key, 'ipv4')
+    const network = key.slice(0, -3)
+    if (!isIPv6(network)) return false
+    if (list.check(network, 'ipv6')) return true
+    if (narrow.length === 0) return false
+    const own = new BlockList()
+    own.addSubnet(network, 64, 'ipv6')
+    return narrow.some((r) => own.check(r.address, 'ipv6'))
+  }
 }

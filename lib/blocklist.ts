@@ -41,6 +41,8 @@ export interface BlocklistStore {
   block(entry: Omit<BlockEntry, 'v'>): Promise<void>
   /** Removes a block on every gateway; false when there was none. */
   lift(address: string): Promise<boolean>
+  /** The block stored for an address, if it is still in force. */
+  get(address: string, nowMs?: number): Promise<BlockEntry | undefined>
   /** The blocks still in force, read from the bucket (bounded by `max`). */
   list(nowMs?: number, max?: number): Promise<BlockEntry[]>
 }
@@ -67,6 +69,13 @@ export function createBlocklistStore(nc: NatsConnection, config: Pick<Config, 'a
       if (current === null || current.operation !== 'PUT') return false
       await kv.delete(key)
       return true
+    },
+    async get(address, nowMs = Date.now()) {
+      const key = blockKey(address)
+      const entry = await (await bucket()).get(key)
+      if (entry === null || entry.operation !== 'PUT') return undefined
+      const read = readBlockEntry(key, entry.value)
+      return read.ok && read.value.expiresAt > nowMs ? read.value : undefined
     },
     async list(nowMs = Date.now(), max = 10_000) {
       const kv = await bucket()

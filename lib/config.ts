@@ -3,6 +3,8 @@
 // and freezes, and reports every invalid variable at once instead of stopping at the first.
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { parseCidr } from './address.js'
+import { devSecretPath, ensureDevSecret, readDevSecret } from './dev-secret.js'
 
 const env = (name: string, description: string) => ({ env: name, description })
 const Str = (name: string, description: string, def: string, opts: { minLength?: number; pattern?: string } = {}) =>
@@ -22,7 +24,7 @@ export const ConfigSchema = Type.Object({
     ...env('NODE_ENV', 'development, production or test; production refuses default secrets'),
     default: 'development',
   }),
-  host: Str('HOST', 'address the gateway listens on', '0.0.0.0'),
+  host: Str('HOST', 'address the gateway listens on; unset in production = 0.0.0.0', '127.0.0.1'),
   port: Int('PORT', 'gateway HTTP port', 3000, 0, 65535),
   natsUrl: Opt('NATS_URL', 'NATS server(s), comma-separated (nats:// or tls://); unset: `flowgate start` runs its own locked-down nats-server, which the other commands then use (else nats://127.0.0.1:4222)'),
   natsConnectTimeoutMs: Int('NATS_CONNECT_TIMEOUT_MS', 'how long to wait for NATS at start', 2000, 100, 60000),
@@ -53,7 +55,7 @@ export const ConfigSchema = Type.Object({
   cacheCommandTimeoutMs: Int('CACHE_COMMAND_TIMEOUT_MS', 'a flow cache command slower than this is skipped (the flow reads the database)', 250, 10, 10000),
   cacheProxyMetricsPort: Int('CACHE_PROXY_METRICS_PORT', 'HTTP port of the cache proxy\'s /metrics; 0 = off', 0, 0, 65535),
   cacheMaxBytes: Int('CACHE_MAX_BYTES', 'local cache size bound', 67108864, 0, 17179869184),
-  jwtSecret: Str('JWT_SECRET', 'HMAC secret for tokens (>= 32 chars in production)', 'flowgate-development-secret-do-not-use', {
+  jwtSecret: Str('JWT_SECRET', 'HMAC secret for tokens (>= 32 chars in production); unset in development = generated once per DATA_DIR', 'flowgate-development-secret-do-not-use', {
     minLength: 1,
   }),
   jwtIssuer: Str('JWT_ISSUER', 'iss of issued tokens, checked on verify', 'flowgate'),
@@ -98,6 +100,7 @@ export const ConfigSchema = Type.Object({
   natsTlsCa: Opt('NATS_TLS_CA', 'CA certificate file the NATS server\'s certificate must chain to (turns TLS on)'),
   natsTlsCert: Opt('NATS_TLS_CERT', 'client certificate file, for servers that verify clients'),
   natsTlsKey: Opt('NATS_TLS_KEY', 'its private key file'),
+  localNatsPort: Int('LOCAL_NATS_PORT', 'port of the nats-server `flowgate start` runs when NATS_URL is unset (a free one when it is taken); 0 = any free port', 4222, 0, 65535),
   flowServices: List('FLOW_SERVICES', 'micro-service names allowed to publish routes; empty = any service'),
   // Proxy routes to HTTP upstreams
   servicesFile: Opt('SERVICES_FILE', 'YAML or JSON file of upstreams and proxy routes, re-read on change; unset = no proxy routes'),
@@ -129,6 +132,10 @@ export const ConfigSchema = Type.Object({
   flowMetricsPort: Int('FLOW_METRICS_PORT', 'HTTP port of a flow worker\'s /metrics; 0 = off (`flowgate start` serves them on the gateway\'s /metrics)', 0, 0, 65535),
   subscriberMetricsPort: Int('SUBSCRIBER_METRICS_PORT', 'HTTP port of the subscriber\'s /metrics; 0 = off (`flowgate start` serves them on the gateway\'s /metrics)', 0, 0, 65535),
   metricsHost: Str('METRICS_HOST', 'address the worker\'s and subscriber\'s /metrics listen on', '127.0.0.1'),
+  // Safe defaults: who is never auto-blocked, alert floors, how long a client may take to send a request
+  autoBlockExempt: List('AUTOBLOCK_EXEMPT', 'addresses/CIDRs never auto-blocked; unset = loopback (127.0.0.0/8, ::1) in development, none otherwise; "none" = none'),
+  latencySpikeMinMs: Num('LATENCY_SPIKE_MIN_MS', 'a request faster than this never raises a latency alert', 100, 0, 600000),
+  httpRequestTimeoutMs: Int('HTTP_REQUEST_TIMEOUT_MS', 'time a client has to send a whole request, headers and body, before 408', 30000, 1000, 600000),
 })
 
 export type Config = Readonly<Static<typeof ConfigSchema>>
@@ -155,16 +162,38 @@ export function describeConfig(): Array<{ env: string; default: string; descript
 }
 
 const DEFAULT_SECRET = (properties.jwtSecret as Annotated).default as string
+const LOOPBACK = ['127.0.0.0/8', '::1'] as const
 
-/** Reads, converts and checks the environment once; the result is frozen. */
-export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+/**
+ * Reads, converts and checks the environment once; the result is frozen. In development an unset
+ * JWT_SECRET is the secret kept in DATA_DIR: made there when `keepSecret` (the commands that serve),
+ * read when present otherwise (a command that signs nothing creates nothing).
+ */
+export function loadConfig(source: Record<string, string | undefined> = process.env, opts: { keepSecret?: boolean } = {}): Config {
   const raw: Record<string, unknown> = {}
   for (const [key, prop] of Object.entries(properties)) {
     const value = source[prop.env]
     if (value === undefined || value === '') continue
     raw[key] = prop.list ? value.split(',').map((s) => s.trim()).filter(Boolean) : value.trim()
   }
-  return parseConfig(raw)
+  const problems: string[] = []
+  if (raw.jwtSecret === undefined && (raw.nodeEnv ?? 'development') === 'development') {
+    const dataDir = String(raw.dataDir ?? (properties.dataDir as Annotated).default)
+    try {
+      raw.jwtSecret = opts.keepSecret ? ensureDevSecret(dataDir).secret : readDevSecret(dataDir)
+    } catch (err) {
+      problems.push(`JWT_SECRET: unset, and no secret can be kept in ${devSecretPath(dataDir)} (${err instanceof Error ? err.message : String(err)}); set JWT_SECRET or DATA_DIR`)
+    }
+  }
+  let config: Config | undefined
+  try {
+    config = parseConfig(raw)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    problems.push(...err.problems)
+  }
+  if (problems.length > 0 || config === undefined) throw new ConfigError(problems)
+  return config
 }
 
 /** Checks a partial literal config (tests pass one) and fills defaults. */
@@ -176,6 +205,14 @@ export function parseConfig(partial: Record<string, unknown>): Config {
     return `${name}: ${e.message} (got ${JSON.stringify(e.value)})`
   })
   const config = value as Static<typeof ConfigSchema>
+  // A developer's gateway stays on the loopback interface; a production one listens on every interface
+  // (a container's port). A developer's machine never locks itself out; production exempts nobody unless told.
+  if (partial.host === undefined && config.nodeEnv === 'production') config.host = '0.0.0.0'
+  if (partial.autoBlockExempt === undefined && config.nodeEnv === 'development') config.autoBlockExempt = [...LOOPBACK]
+  if (config.autoBlockExempt.length === 1 && config.autoBlockExempt[0] === 'none') config.autoBlockExempt = []
+  for (const cidr of config.autoBlockExempt) {
+    if (parseCidr(cidr) === undefined) problems.push(`AUTOBLOCK_EXEMPT: "${cidr}" is not an address or CIDR (e.g. 10.0.0.0/8, ::1)`)
+  }
   if (config.nodeEnv === 'production') {
     if (config.jwtSecret === DEFAULT_SECRET) problems.push('JWT_SECRET: must be set in production (the default is public)')
     else if (config.jwtSecret.length < 32) problems.push('JWT_SECRET: must be at least 32 characters in production')
@@ -188,4 +225,39 @@ export function parseConfig(partial: Record<string, unknown>): Config {
 
 export function isDefaultSecret(config: Config): boolean {
   return config.jwtSecret === DEFAULT_SECRET
+}
+
+// Settings whose values are never printed: by name, so a setting added later is masked too.
+const SECRET_NAME = /SECRET|PASSWORD|TOKEN|CREDS|NKEY|_KEY$/
+
+/** A value as `flowgate config` prints it: secrets as stars, credentials in a URL replaced. */
+function shown(env: string, value: unknown): string {
+  const text = Array.isArray(value) ? value.join(',') : value === undefined ? '' : String(value)
+  if (text === '') return ''
+  if (SECRET_NAME.test(env)) return '********'
+  // user:password@ (or a token as the user) in any URL of a comma-separated list
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@/\s,]+@/gi, '$1***@')
+}
+
+export interface Setting {
+  env: string
+  /** The value in effect, secrets masked. */
+  value: string
+  /** `environment`, `default`, or `generated` (the development secret kept in DATA_DIR). */
+  origin: 'environment' | 'default' | 'generated'
+  description: string
+}
+
+/** Every setting with the value in effect and where it came from (`flowgate config`). */
+export function effectiveSettings(config: Config, source: Record<string, string | undefined> = process.env): Setting[] {
+  return Object.entries(properties).map(([key, p]) => {
+    const set = source[p.env] !== undefined && source[p.env] !== ''
+    let value = shown(p.env, (config as Record<string, unknown>)[key])
+    let origin: Setting['origin'] = set ? 'environment' : 'default'
+    if (key === 'jwtSecret' && !set && config.nodeEnv === 'development') {
+      origin = 'generated'
+      value = isDefaultSecret(config) ? `(made at the first start, in ${devSecretPath(config.dataDir)})` : `******** (kept in ${devSecretPath(config.dataDir)})`
+    }
+    return { env: p.env, value, origin, description: p.description }
+  })
 }

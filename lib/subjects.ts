@@ -73,6 +73,8 @@ export const metadata = {
   method: 'flowgate.http.method',
   path: 'flowgate.http.path',
   status: 'flowgate.http.status',
+  /** `true` when the flow also takes application/x-www-form-urlencoded bodies. */
+  form: 'flowgate.http.form',
   auth: 'flowgate.auth',
   timeoutMs: 'flowgate.timeout_ms',
   input: 'flowgate.schema.input',

@@ -15,15 +15,33 @@ export function callerOf(request: FastifyRequest, tokens: TokenService): Caller 
 }
 
 const ADMIN: AuthPolicy = { roles: ['admin'] }
+/** Carried by a route hook that enforces a policy, so the docs can say who may call the route. */
+const POLICY = Symbol('flowgate.policy')
+
+type Hook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+
+/** Marks a route hook with the policy it enforces (the docs read it: `policyOfHooks`). */
+export function enforcing<H extends Hook>(policy: AuthPolicy, hook: H): H {
+  return Object.assign(hook, { [POLICY]: policy })
+}
 
 /** A route-level onRequest hook admitting admins only (401/403 otherwise), before the route's params or body are looked at. */
-export function adminHook(tokens: TokenService) {
-  return function adminOnly(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+export function adminHook(tokens: TokenService): Hook {
+  return enforcing(ADMIN, function adminOnly(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
     try {
       authorize(ADMIN, callerOf(request, tokens))
       done()
     } catch (err) {
       done(err as Error)
     }
+  })
+}
+
+/** The policy a route's onRequest hooks enforce: the admin hook's, or public. */
+export function policyOfHooks(hooks: unknown): AuthPolicy {
+  for (const hook of Array.isArray(hooks) ? hooks : [hooks]) {
+    const policy = (hook as { [POLICY]?: AuthPolicy } | undefined)?.[POLICY]
+    if (policy !== undefined) return policy
   }
+  return 'public'
 }

@@ -1,10 +1,12 @@
 // The catch-all route: whatever no ops route claims goes to what the resolver says serves it (a
 // flow route, a proxy route), else 404 or 405. It lives in its own scope for its body parser: a
-// flow's body is read (bounded) and parsed as JSON, any other type is a 415; a proxy route's body is
-// left unread, so it streams to the upstream as it came. GET and HEAD bodies are never parsed.
+// flow's body is read (bounded) and parsed as JSON or, for the flows that take forms, as a form
+// (./form-body.ts); any other type is a 415; a proxy route's body is left unread, so it streams to
+// the upstream as it came. GET and HEAD bodies are never parsed.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, FlowgateError } from '../lib/errors.js'
 import type { FlowHandler } from './flow-route.js'
+import { FORM_TYPE, parseForm } from './form-body.js'
 import { CATCH_ALL } from './hooks.js'
 import { targetOf, type Resolver } from './resolver.js'
 import type { ProxyHandler } from './upstream/proxy.js'
@@ -16,6 +18,8 @@ export interface CatchAllDeps {
   bodyLimitBytes: number
   /** Methods the catch-all takes (OPTIONS is left to CORS when CORS is on). */
   methods: string[]
+  /** The answer for a request nothing serves (404, or 405 with Allow). */
+  notServed: (request: FastifyRequest) => FlowgateError
 }
 
 type Done = (err: Error | null, body?: unknown) => void
@@ -29,7 +33,18 @@ export async function registerCatchAll(app: FastifyInstance, deps: CatchAllDeps)
       const target = targetOf(request, resolver)
       // A proxy route streams it; no route answers 404/405 without reading it.
       if (target === undefined || target.kind === 'proxy') return done(null, undefined)
-      if (!isJson(request.headers['content-type'])) return done(errors.unsupportedMediaType('Send the body as application/json'))
+      const type = mediaType(request.headers['content-type'])
+      if (type === FORM_TYPE && target.route.form) {
+        return readBody(request, payload, bodyLimitBytes, (err, text) => {
+          if (err) return done(err)
+          try {
+            done(null, parseForm(text!))
+          } catch (refused) {
+            done(refused as Error)
+          }
+        })
+      }
+      if (type !== 'application/json') return done(errors.unsupportedMediaType('Send the body as application/json'))
       readBody(request, payload, bodyLimitBytes, (err, text) => (err ? done(err) : parseJson(request, text!, done)))
     })
     scope.route({
@@ -40,18 +55,17 @@ export async function registerCatchAll(app: FastifyInstance, deps: CatchAllDeps)
         const target = targetOf(request, resolver)
         if (target?.kind === 'flow') return callFlow(request, reply, target)
         if (target?.kind === 'proxy') return proxy(request, reply, target)
-        const path = request.urlPath
-        if (resolver.hasPath(path)) throw errors.methodNotAllowed(`${request.method} is not allowed on ${path}`)
-        throw errors.notFound(`No route ${request.method} ${path}`)
+        throw deps.notServed(request)
       },
     })
   })
 }
 
-function isJson(type: string | undefined): boolean {
-  if (type === undefined) return false
+/** The media type of a Content-Type header, without its parameters, lower-cased. */
+function mediaType(type: string | undefined): string {
+  if (type === undefined) return ''
   const semi = type.indexOf(';')
-  return (semi === -1 ? type : type.slice(0, semi)).trim().toLowerCase() === 'application/json'
+  return (semi === -1 ? type : type.slice(0, semi)).trim().toLowerCase()
 }
 
 /** The body as text, at most `limit` bytes, checked against Content-Length (as Fastify's own reader does). */

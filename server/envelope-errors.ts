@@ -8,16 +8,16 @@ import { codeForStatus, errors, FlowgateError, type ErrorCode } from '../lib/err
 import { ajvFieldErrors } from '../lib/validation.js'
 
 // Fastify's own errors that a client causes, by their code.
-const FASTIFY_CODES: Record<string, [ErrorCode, string]> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: ['PAYLOAD_TOO_LARGE', 'Request body is larger than the limit'],
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['UNSUPPORTED_MEDIA_TYPE', 'Send the body as application/json'],
-  FST_ERR_CTP_EMPTY_JSON_BODY: ['VALIDATION_ERROR', 'Body is empty but content-type is application/json'],
-  FST_ERR_CTP_INVALID_JSON_BODY: ['VALIDATION_ERROR', 'Malformed JSON body'],
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['VALIDATION_ERROR', 'Content-Length does not match the body'],
-  FST_ERR_CTP_INVALID_TYPE: ['UNSUPPORTED_MEDIA_TYPE', 'Invalid content type'],
-  FST_ERR_BAD_URL: ['NOT_FOUND', 'Malformed URL'],
-  FST_ERR_ASYNC_CONSTRAINT: ['NOT_FOUND', 'No such route'],
-}
+const FASTIFY_CODES: ReadonlyMap<string, [ErrorCode, string]> = new Map<string, [ErrorCode, string]>([
+  ['FST_ERR_CTP_BODY_TOO_LARGE', ['PAYLOAD_TOO_LARGE', 'Request body is larger than the limit']],
+  ['FST_ERR_CTP_INVALID_MEDIA_TYPE', ['UNSUPPORTED_MEDIA_TYPE', 'Send the body as application/json']],
+  ['FST_ERR_CTP_EMPTY_JSON_BODY', ['VALIDATION_ERROR', 'Body is empty but content-type is application/json']],
+  ['FST_ERR_CTP_INVALID_JSON_BODY', ['VALIDATION_ERROR', 'Malformed JSON body']],
+  ['FST_ERR_CTP_INVALID_CONTENT_LENGTH', ['VALIDATION_ERROR', 'Content-Length does not match the body']],
+  ['FST_ERR_CTP_INVALID_TYPE', ['UNSUPPORTED_MEDIA_TYPE', 'Invalid content type']],
+  ['FST_ERR_BAD_URL', ['NOT_FOUND', 'Malformed URL']],
+  ['FST_ERR_ASYNC_CONSTRAINT', ['NOT_FOUND', 'No such route']],
+])
 
 export function toEdgeError(err: unknown): { error: FlowgateError; unexpected: boolean } {
   if (err instanceof FlowgateError) return { error: err, unexpected: err.code === 'INTERNAL_ERROR' }
@@ -28,7 +28,7 @@ export function toEdgeError(err: unknown): { error: FlowgateError; unexpected: b
     const detailed = ajvFieldErrors(fe.validation as ErrorObject[]).map((d) => ({ ...d, field: d.field || context }))
     return { error: errors.validation(detailed), unexpected: false }
   }
-  const known = fe.code ? FASTIFY_CODES[fe.code] : undefined
+  const known = typeof fe.code === 'string' ? FASTIFY_CODES.get(fe.code) : undefined
   if (known) return { error: new FlowgateError(known[0], known[1], { stack: false }), unexpected: false }
   // JSON.parse failures from the body parser carry a 400 status and no Fastify code.
   if (err instanceof SyntaxError && fe.statusCode === 400) {

@@ -14,6 +14,7 @@ import { ajvFieldErrors } from '../lib/validation.js'
 import { RequestHeaders } from '../lib/wire-headers.js'
 import { callerOf } from './caller.js'
 import type { HttpMetrics } from './metrics.js'
+import { isFormBody } from './form-body.js'
 import type { Requester } from './requester.js'
 import type { FlowTarget, Params } from './resolver.js'
 import { coerceInPlace, type FlowRoute } from './routes.js'
@@ -120,10 +121,13 @@ function mergeInput(route: FlowRoute, body: unknown, query: Record<string, unkno
   if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) {
     throw errors.validation([{ field: '', message: 'body must be a JSON object' }])
   }
+  const form = isFormBody(body)
+  if (form && !route.form) throw errors.unsupportedMediaType('Send the body as application/json')
   const input: Record<string, unknown> = { ...(body as Record<string, unknown> | undefined), ...query }
   for (const key in params) if (params[key] !== undefined) input[key] = params[key]
   if (route.coerce.length > 0) {
-    const fromStrings = new Set([...Object.keys(query), ...Object.keys(params)])
+    // A form's values are strings, like the query's: converted the same way.
+    const fromStrings = new Set([...Object.keys(query), ...Object.keys(params), ...(form ? Object.keys(body as object) : [])])
     coerceInPlace(input, route.coerce, fromStrings)
   }
   return input

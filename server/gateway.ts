@@ -7,13 +7,13 @@ import type { NatsConnection } from 'nats'
 import type { Registry } from 'prom-client'
 import type { TokenService } from '../lib/auth.js'
 import type { Config } from '../lib/config.js'
-import { errors } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import type { Tracing } from '../lib/telemetry.js'
 import { acceptRequestId } from '../lib/trace-context.js'
 import { createDiscovery, type Discovery } from './discovery.js'
 import { registerEdge } from './edge/index.js'
 import type { EdgeParts } from './edge/start.js'
+import { answerFrameworkError, createClientErrorHandler } from './client-errors.js'
 import { sendError } from './envelope-errors.js'
 import { registerCatchAll } from './catch-all.js'
 import { createFlowHandler } from './flow-route.js'
@@ -21,6 +21,7 @@ import { decorateRequests, registerRequestHooks } from './hooks.js'
 import { drain, type GatewayHttpServer } from './http-server.js'
 import { createHttpMetrics } from './metrics.js'
 import { registerOpsRoutes } from './ops-routes.js'
+import { indexOwnRoutes, notServed } from './own-routes.js'
 import { createRequester, type Requester } from './requester.js'
 import { createRecentRequests, type RecentRequests } from './recent.js'
 import { createResolver, targetOf } from './resolver.js'
@@ -80,9 +81,15 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     return503OnClosing: false,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    requestTimeout: config.httpRequestTimeoutMs,
+    // What Node's parser and Fastify's router refuse answers as the envelope too.
+    clientErrorHandler: deps.http?.clientErrorHandler ?? createClientErrorHandler(log),
+    frameworkErrors: answerFrameworkError,
     ...(deps.http ? { serverFactory: (handler: RequestListener) => (deps.http!.prepare(handler), deps.http!.server) } : {}),
   })
-  // JSON only: a text/plain body is a client mistake (415), not a string input.
+  const own = indexOwnRoutes(app)
+  // JSON only: a text/plain body is a client mistake (415), not a string input. Forms only for the
+  // flows that declare them (the OAuth2 token endpoint), in the catch-all's own parser.
   app.removeContentTypeParser('text/plain')
 
   decorateRequests(app)
@@ -97,13 +104,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   })
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, errors.notFound(`No route ${request.method} ${request.urlPath}`)))
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, notServed(request, own, resolver)))
 
   registerOpsRoutes(app, {
     registry: deps.registry,
     readiness: () => ({ nats: requester.connected(), flows: discovery.ready(), accepting: !closing }),
     details: () => (discovery.conflicts().length > 0 ? { conflicts: discovery.conflicts().slice(0, 20) } : {}),
     routes: () => discovery.table(),
+    ownRoutes: () => own.list(),
     documentHeaders: security.document,
   })
   registerTraceRoutes(app, { nats: nc, tokens, log, recent, documentHeaders: security.document })
@@ -116,6 +124,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     proxy: createProxyHandler({ tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames: new Set(Object.keys(security.api)) }),
     bodyLimitBytes: config.bodyLimitBytes,
     methods: config.corsOrigins.length > 0 ? METHODS.filter((m) => m !== 'OPTIONS') : METHODS,
+    notServed: (request) => notServed(request, own, resolver),
   })
 
   return {

@@ -3,11 +3,16 @@
 // the bus is up, the Fastify app takes over the same server (no port switch, nothing refused).
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { errorEnvelope, JSON_TYPE } from '../lib/envelope.js'
-import { errors } from '../lib/errors.js'
+import { errors, type FlowgateError } from '../lib/errors.js'
+import type { Logger } from '../lib/logger.js'
 import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
+import { createClientErrorHandler } from './client-errors.js'
+import { notReady } from './ops-routes.js'
 
 export interface GatewayHttpServer {
   server: Server
+  /** The server's `clientError` listener (requests the HTTP parser refuses), for Fastify to take as its own. */
+  clientErrorHandler: ReturnType<typeof createClientErrorHandler>
   /** Takes the handler that will serve (Fastify's, through its serverFactory option). */
   prepare(handler: RequestListener): void
   /** Hands every request from now on to the prepared handler: call it once the app is ready. */
@@ -17,13 +22,24 @@ export interface GatewayHttpServer {
   close(): Promise<void>
 }
 
-export function createGatewayHttpServer(): GatewayHttpServer {
+export function createGatewayHttpServer(opts: { requestTimeoutMs: number; log: Logger }): GatewayHttpServer {
   let handler: RequestListener = waitingForBus
   let prepared: RequestListener | undefined
-  const server = createServer((req, res) => handler(req, res))
-  server.requestTimeout = 30_000
+  const server = createServer(
+    {
+      // A client has this long to send its whole request (408 after), headers within the same bound;
+      // checked every second rather than Node's default 30 s, so the bound is the bound.
+      requestTimeout: opts.requestTimeoutMs,
+      headersTimeout: opts.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, opts.requestTimeoutMs),
+    },
+    (req, res) => handler(req, res),
+  )
+  const clientErrorHandler = createClientErrorHandler(opts.log)
+  server.on('clientError', clientErrorHandler)
   return {
     server,
+    clientErrorHandler,
     prepare(next) {
       prepared = next
     },
@@ -61,13 +77,11 @@ function waitingForBus(req: IncomingMessage, res: ServerResponse): void {
   req.resume() // the body is not read: nothing can be done with it yet
   const traceId = parseTraceparent(req.headers.traceparent).traceId
   const headers = { 'content-type': JSON_TYPE, 'x-trace-id': traceId, 'x-request-id': acceptRequestId(req.headers['x-request-id']) }
-  const path = (req.url ?? '/').split('?')[0]
-  if (path === '/health') {
-    res.writeHead(200, headers).end('{"status":"ok"}')
-  } else if (path === '/ready') {
-    res.writeHead(503, headers).end('{"ready":false,"checks":{"nats":false,"flows":false,"accepting":true}}')
-  } else {
-    const err = errors.serviceUnavailable('The gateway is waiting for the message bus')
-    res.writeHead(err.status, headers).end(JSON.stringify(errorEnvelope(err, traceId)))
-  }
+  // The ops paths as the app matches them: with or without trailing slashes, any query.
+  const path = (req.url ?? '/').split('?')[0]!.replace(/(.)\/+$/, '$1')
+  const send = (status: number, body: string) => res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body) }).end(body)
+  const refuse = (err: FlowgateError) => send(err.status, JSON.stringify(errorEnvelope(err, traceId)))
+  if (path === '/health') send(200, '{"status":"ok"}')
+  else if (path === '/ready') refuse(notReady({ nats: false, flows: false, accepting: true }))
+  else refuse(errors.serviceUnavailable('The gateway is waiting for the message bus'))
 }

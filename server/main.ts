@@ -15,7 +15,7 @@ import { createGatewayHttpServer, type GatewayHttpServer } from './http-server.j
 export async function start(config: Config, log: Logger, host: Host = {}): Promise<Running> {
   const closers: Closer[] = []
   // Listening comes first: until NATS answers, the server says so (503 envelope, /ready false).
-  const http = createGatewayHttpServer()
+  const http = createGatewayHttpServer({ requestTimeoutMs: config.httpRequestTimeoutMs, log })
   await http.listen(config.port, config.host)
   // Closed by the gateway once it is built; here only when the start fails before that.
   closers.push({ name: 'http', close: () => http.close() })

@@ -28,8 +28,8 @@ export type Target = FlowTarget | ProxyTarget
 
 export interface Resolver {
   resolve(method: string, path: string): Target | undefined
-  /** Whether some method serves the path (405 rather than 404). */
-  hasPath(path: string): boolean
+  /** The methods that serve the path (405 with `Allow` rather than 404). */
+  methodsOf(path: string): readonly string[]
 }
 
 declare module 'fastify' {
@@ -48,7 +48,10 @@ export function createResolver(flows: () => RouteTable, proxies?: () => ProxyTab
       const proxied = proxies?.().find(method, path)
       return proxied === undefined ? undefined : { kind: 'proxy', route: proxied.route, params: proxied.params, template: proxied.route.spec.path }
     },
-    hasPath: (path) => flows().hasPath(path) || (proxies?.().hasPath(path) ?? false),
+    methodsOf: (path) => {
+      const proxied = proxies?.().methodsOf(path) ?? []
+      return proxied.length === 0 ? flows().methodsOf(path) : [...new Set([...flows().methodsOf(path), ...proxied])]
+    },
   }
 }
 

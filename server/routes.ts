@@ -27,6 +27,8 @@ export interface FlowRoute {
   inputSchema: Record<string, unknown>
   outputSchema: Record<string, unknown> | undefined
   successStatus: number
+  /** Takes application/x-www-form-urlencoded bodies as well as JSON. */
+  form: boolean
   validate: ValidateFunction
   /** Converts query/path strings to the numbers and booleans the schema asks for. */
   coerce: Array<[key: string, to: 'number' | 'integer' | 'boolean']>
@@ -35,8 +37,8 @@ export interface FlowRoute {
 export interface RouteTable {
   readonly routes: readonly FlowRoute[]
   find(method: string, path: string): { route: FlowRoute; params: Record<string, string | undefined> } | undefined
-  /** Whether the path exists under another method (for 405). */
-  hasPath(path: string): boolean
+  /** The methods some route serves the path with (for 405 and its `Allow`). */
+  methodsOf(path: string): Method[]
 }
 
 const MAX_SCHEMAS = 1000
@@ -107,6 +109,7 @@ export function routeFromEndpoint(ep: EndpointInfo, compile: (schema: string) =>
     inputSchema,
     outputSchema,
     successStatus: Number.isInteger(status) ? status : 200,
+    form: m[META.form] === 'true',
     validate,
     coerce: coercions(inputSchema),
   }
@@ -137,9 +140,10 @@ export function buildRouteTable(routes: FlowRoute[]): RouteTable {
       if (!found) return undefined
       return { route: found.store as FlowRoute, params: found.params }
     },
-    hasPath(path) {
-      for (const m of METHODS) if (router.find(m as Method, path)) return true
-      return false
+    methodsOf(path) {
+      const found: Method[] = []
+      for (const m of METHODS) if (router.find(m as Method, path)) found.push(m as Method)
+      return found
     },
   }
 }
@@ -147,7 +151,8 @@ export function buildRouteTable(routes: FlowRoute[]): RouteTable {
 /** Query and path strings as the numbers/booleans the schema expects; anything else is left for the validator to reject. */
 export function coerceInPlace(input: Record<string, unknown>, coerce: FlowRoute['coerce'], from: ReadonlySet<string>): void {
   for (const [key, to] of coerce) {
-    if (!from.has(key)) continue
+    // Own properties only: a schema (from the bus) may name `__proto__`; the input's prototype is not an input.
+    if (!from.has(key) || !Object.hasOwn(input, key)) continue
     const v = input[key]
     if (typeof v !== 'string') continue
     if (to === 'boolean') {

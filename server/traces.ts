@@ -12,7 +12,8 @@ import type { Logger } from '../lib/logger.js'
 import { readTrace, type TraceRead } from '../lib/trace-stream.js'
 import { buildWaterfall, type RequestSpan } from '../lib/waterfall.js'
 import { TraceId } from '../schemas/envelope.js'
-import { callerOf } from './caller.js'
+import { callerOf, enforcing } from './caller.js'
+import { parseForm } from './form-body.js'
 import type { RecentRequests } from './recent.js'
 import { PAGE_CSP, signInHtml, TRACE_CSS_PATH, traceCss, traceHtml, traceListHtml, traceMessageHtml } from './trace-page.js'
 
@@ -62,7 +63,7 @@ export function registerTraceRoutes(app: FastifyInstance, deps: TraceRouteDeps):
 
   // Admins only, by bearer token or, for a browser, by the session cookie. A browser that is not
   // signed in gets the sign-in page (with the right status), an API client the envelope.
-  function adminOnly(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const adminOnly = enforcing(ADMIN, function adminOnly(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (request.headers.authorization === undefined) {
       const token = sessionToken(request.headers.cookie)
       if (token !== undefined) request.caller = identify(`Bearer ${token}`, tokens)
@@ -76,7 +77,7 @@ export function registerTraceRoutes(app: FastifyInstance, deps: TraceRouteDeps):
       request.errorCode = err.code
       html(reply, err.status, signInHtml(request.urlPath, err.code === 'FORBIDDEN' ? 'That token is not an admin\'s.' : undefined))
     }
-  }
+  })
 
   routes.get(TRACE_CSS_PATH, async (_request, reply) =>
     reply.headers({ 'cache-control': 'public, max-age=3600', 'x-content-type-options': 'nosniff' }).type('text/css; charset=utf-8').send(css),
@@ -87,7 +88,11 @@ export function registerTraceRoutes(app: FastifyInstance, deps: TraceRouteDeps):
   // A form post (no script needed): the token is checked, then kept in an HttpOnly, SameSite=Strict cookie.
   app.register(async function sessionForm(scope) {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_request, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)))
+      try {
+        done(null, parseForm(body as string))
+      } catch (err) {
+        done(err as Error, undefined)
+      }
     })
     scope.withTypeProvider<TypeBoxTypeProvider>().post('/traces/session', { schema: { body: SessionForm } }, async (request, reply) => {
       // A form posted from another site would sign this browser in with someone else's token.

@@ -1,16 +1,18 @@
 import { Type } from '@sinclair/typebox'
 import { admins } from '../../db/schema.js'
 import { dbCall } from '../../db/errors.js'
-import { defineFlow, ok } from '../define.js'
+import { defineFlow, ok, type FlowSpec } from '../define.js'
 import { adminListCache } from './admin-cache.js'
 import { accountDeps, Email, isUuid, NewPassword, normaliseEmail } from './shared.js'
 
-/** A new admin, created by a root admin (recorded as created_by); invalidates the cached list. */
-export const adminCreate = defineFlow({
+const input = Type.Object({ email: Email, password: NewPassword, root: Type.Optional(Type.Boolean()) }, { additionalProperties: false })
+const output = Type.Object({ id: Type.String() })
+
+const spec: FlowSpec<typeof input, typeof output> = {
   name: 'admin.create',
   summary: 'New admin (root admins only): {email, password, root?} → 201 {id}',
-  input: Type.Object({ email: Email, password: NewPassword, root: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
-  output: Type.Object({ id: Type.String() }),
+  input,
+  output,
   http: { method: 'POST', path: '/admin/create', status: 201 },
   auth: { roles: ['root'] },
   async run(input, ctx) {
@@ -30,4 +32,15 @@ export const adminCreate = defineFlow({
     await ctx.step('invalidateAdminList', () => adminListCache(ctx).invalidate())
     return ok({ id: row!.id }, 201)
   },
+}
+
+/** A new admin, created by a root admin (recorded as created_by); invalidates the cached list. */
+export const adminCreate = defineFlow(spec)
+
+/** The same flow at the original nats-flow-gateway path, so its clients work unchanged. */
+export const adminCreateAdmin = defineFlow({
+  ...spec,
+  name: 'admin.create_admin',
+  summary: 'New admin (root admins only), at the original path: the same as POST /api/v1/admin/create',
+  http: { method: 'POST', path: '/admin/create-admin', status: 201 },
 })

@@ -4,7 +4,7 @@ import { apiClients } from '../../db/schema.js'
 import { dbCall } from '../../db/errors.js'
 import { errors } from '../../lib/errors.js'
 import { defineFlow } from '../define.js'
-import { accountDeps } from './shared.js'
+import { accountDeps, StoredText } from './shared.js'
 
 const INVALID_CLIENT = 'Invalid client credentials'
 
@@ -14,7 +14,7 @@ export const authToken = defineFlow({
   summary: 'Client credentials: {client_id, client_secret} → {access_token, token_type, expires_in}',
   input: Type.Object(
     {
-      client_id: Type.String({ minLength: 1, maxLength: 128 }),
+      client_id: StoredText({ minLength: 1, maxLength: 128 }),
       client_secret: Type.String({ minLength: 1, maxLength: 256 }),
       grant_type: Type.Optional(Type.Literal('client_credentials')),
     },
@@ -25,7 +25,8 @@ export const authToken = defineFlow({
     token_type: Type.Literal('Bearer'),
     expires_in: Type.Integer({ description: 'seconds' }),
   }),
-  http: { method: 'POST', path: '/auth/token', root: true },
+  // Form bodies too: OAuth2 client-credentials clients send them (RFC 6749 §4.4).
+  http: { method: 'POST', path: '/auth/token', root: true, form: true },
   auth: 'public',
   async run(input, ctx) {
     const { db, tokens, passwords } = accountDeps(ctx)

@@ -9,12 +9,14 @@ import { accountDeps, isUuid } from './shared.js'
 /** The calling customer's own record (identity from the verified token only). */
 export const customerMe = defineFlow({
   name: 'customer.me',
-  summary: 'The calling customer: {id, email, name, createdAt}',
+  summary: 'The calling customer: {id, email, name, firstName, lastName, createdAt}',
   input: Type.Object({}, { additionalProperties: false }),
   output: Type.Object({
     id: Type.String(),
     email: Type.String(),
     name: Type.Union([Type.String(), Type.Null()]),
+    firstName: Type.Union([Type.String(), Type.Null()]),
+    lastName: Type.Union([Type.String(), Type.Null()]),
     createdAt: Type.String({ description: 'ISO 8601' }),
   }),
   http: { method: 'GET', path: '/customer/me' },
@@ -26,7 +28,14 @@ export const customerMe = defineFlow({
     const customer = await ctx.step('findCustomerById', async () => {
       const rows = await dbCall(() =>
         db
-          .select({ id: customers.id, email: customers.email, name: customers.name, createdAt: customers.createdAt })
+          .select({
+            id: customers.id,
+            email: customers.email,
+            name: customers.name,
+            firstName: customers.firstName,
+            lastName: customers.lastName,
+            createdAt: customers.createdAt,
+          })
           .from(customers)
           .where(eq(customers.id, id))
           .limit(1),

@@ -2,14 +2,25 @@ import { Type } from '@sinclair/typebox'
 import { customers } from '../../db/schema.js'
 import { dbCall } from '../../db/errors.js'
 import { defineFlow, ok } from '../define.js'
-import { accountDeps, Email, NewPassword, normaliseEmail } from './shared.js'
+import { accountDeps, Email, NewPassword, normaliseEmail, StoredText } from './shared.js'
 
-/** A new customer account; the same email in any case is a 409. */
+const NamePart = StoredText({ minLength: 1, maxLength: 100 })
+
+/**
+ * A new customer account; the same email in any case is a 409. Takes the original nats-flow-gateway
+ * shape, `{email, password, firstName, lastName}`, so its clients work unchanged, and `name` as well.
+ */
 export const customerRegister = defineFlow({
   name: 'customer.register',
-  summary: 'Customer sign-up: {email, password, name?} → 201 {id, email}',
+  summary: 'Customer sign-up: {email, password, firstName?, lastName?, name?} → 201 {id, email}',
   input: Type.Object(
-    { email: Email, password: NewPassword, name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) },
+    {
+      email: Email,
+      password: NewPassword,
+      firstName: Type.Optional(NamePart),
+      lastName: Type.Optional(NamePart),
+      name: Type.Optional(NamePart),
+    },
     { additionalProperties: false },
   ),
   output: Type.Object({ id: Type.String(), email: Type.String() }),
@@ -18,11 +29,14 @@ export const customerRegister = defineFlow({
   async run(input, ctx) {
     const { db, passwords } = accountDeps(ctx)
     const email = normaliseEmail(input.email)
+    const { firstName = null, lastName = null } = input
+    // Without a `name`, the display name is the given parts, so `me` shows one for either shape.
+    const name = input.name ?? ([firstName, lastName].filter(Boolean).join(' ') || null)
     const passwordHash = await ctx.step('hashPassword', () => passwords.hash(input.password))
     // No "does it exist?" read first: the unique index decides, so two concurrent sign-ups give one 201 and one 409.
     const [row] = await ctx.step('insertCustomer', () =>
       dbCall(
-        () => db.insert(customers).values({ email, passwordHash, name: input.name ?? null }).returning({ id: customers.id }),
+        () => db.insert(customers).values({ email, passwordHash, name, firstName, lastName }).returning({ id: customers.id }),
         'A customer with this email already exists',
       ),
     )

@@ -6,16 +6,21 @@ import type { Principal, TokenService } from '../../lib/auth.js'
 import { dbCall } from '../../db/errors.js'
 import { errors } from '../../lib/errors.js'
 import type { PasswordHasher } from '../../lib/passwords.js'
+import { STORABLE_TEXT } from '../../lib/validation.js'
 import type { FlowContext } from '../context.js'
 
 // A pattern rather than `format: 'email'`: both checkers (TypeBox here, Ajv at the edge) apply it the
 // same way without format plugins. Surrounding spaces are allowed because the email is trimmed.
+// NUL is excluded too: the database cannot hold it (see STORABLE_TEXT).
 export const Email = Type.String({
   minLength: 3,
   maxLength: 320,
-  pattern: '^\\s*[^\\s@]{1,64}@[^\\s@]+\\.[^\\s@]+\\s*$',
+  pattern: '^\\s*[^\\s@\\u0000]{1,64}@[^\\s@\\u0000]+\\.[^\\s@\\u0000]+\\s*$',
   description: 'email address; trimmed and lower-cased',
 })
+
+/** A string stored or looked up in the database: no NUL, which PostgreSQL text cannot hold (VALIDATION_ERROR, not a 500). */
+export const StoredText = (opts: { minLength?: number; maxLength: number; description?: string }) => Type.String({ ...opts, pattern: STORABLE_TEXT })
 
 /** A password being set: 8 to 256 characters. */
 export const NewPassword = Type.String({ minLength: 8, maxLength: 256 })

@@ -4,10 +4,11 @@ import { Type } from '@sinclair/typebox'
 import { errors } from '../../lib/errors.js'
 import { defineFlow } from '../define.js'
 
-// A fixed catalog keeps the example self-contained; a real flow would read ctx.deps.db.
-const PRICES_CENTS: Readonly<Record<string, number>> = { 'coffee-beans': 1450, 'paper-filter': 395, grinder: 8900, kettle: 5400 }
-const RATES: Readonly<Record<string, number>> = { USD: 1, EUR: 0.92, GBP: 0.79 }
-const COUPONS: Readonly<Record<string, number>> = { WELCOME10: 0.1 }
+// A fixed catalog keeps the example self-contained; a real flow would read ctx.deps.db. Maps, not
+// object literals: a key the caller chooses (`constructor`, `__proto__`, `toString`) must find nothing.
+const PRICES_CENTS: ReadonlyMap<string, number> = new Map([['coffee-beans', 1450], ['paper-filter', 395], ['grinder', 8900], ['kettle', 5400]])
+const RATES: ReadonlyMap<string, number> = new Map([['USD', 1], ['EUR', 0.92], ['GBP', 0.79]])
+const COUPONS: ReadonlyMap<string, number> = new Map([['WELCOME10', 0.1]])
 
 export const quote = defineFlow({
   name: 'orders.quote',
@@ -42,19 +43,19 @@ export const quote = defineFlow({
     const currency = input.currency ?? 'USD'
     const lines = await ctx.step('priceItems', () =>
       input.items.map(({ sku, quantity }) => {
-        const cents = PRICES_CENTS[sku]
+        const cents = PRICES_CENTS.get(sku)
         if (cents === undefined) throw errors.notFound(`Unknown SKU '${sku}'`)
         return { sku, quantity, cents: cents * quantity }
       }),
     )
     const discountRate = await ctx.step('applyCoupon', () => {
       if (input.coupon === undefined) return 0
-      const rate = COUPONS[input.coupon]
+      const rate = COUPONS.get(input.coupon)
       if (rate === undefined) throw errors.validation([{ field: 'coupon', message: 'is not a valid coupon' }])
       return rate
     })
     return ctx.step('convertCurrency', () => {
-      const rate = RATES[currency] ?? 1
+      const rate = RATES.get(currency) ?? 1
       const money = (cents: number) => Math.round(cents * rate) / 100
       const subtotalCents = lines.reduce((sum, l) => sum + l.cents, 0)
       const discountCents = Math.round(subtotalCents * discountRate)

@@ -39,7 +39,7 @@ export interface EdgeDeps {
  */
 export async function registerEdge(
   app: FastifyInstance,
-  config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>,
+  config: Pick<Config, 'corsOrigins' | 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes' | 'trustProxy'>,
   deps: EdgeDeps,
 ): Promise<SecurityHeaders> {
   const headers = await securityHeaders()
@@ -84,11 +84,12 @@ function registerBlockRoutes(app: FastifyInstance, blocklist: Blocklist | undefi
   // Who calls comes before what they send: the admin check runs before the params are validated.
   const adminOnly = adminHook(tokens)
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
-  routes.get('/admin/blocks', { onRequest: adminOnly }, async (request, reply) => {
+  routes.get('/admin/blocks', { onRequest: adminOnly, config: { summary: 'Live blocks: address, reason, blockedAt, expiresAt' } }, async (request, reply) => {
     const blocks = required().list()
     return reply.type(JSON_TYPE).send(successEnvelope({ blocks }, 200, request.traceId))
   })
-  routes.delete('/admin/blocks/:address', { onRequest: adminOnly, schema: { params: BlockParams } }, async (request, reply) => {
+  const lift = { summary: 'Lifts the block on an address (IPv4, IPv6 or its /64) on every gateway' }
+  routes.delete('/admin/blocks/:address', { onRequest: adminOnly, config: lift, schema: { params: BlockParams } }, async (request, reply) => {
     const address = parseAddress(request.params.address)
     if (!address) throw errors.validation([{ field: 'address', message: 'must be an IPv4 or IPv6 address' }])
     const lifted = await required().lift(address)

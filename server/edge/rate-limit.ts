@@ -5,10 +5,12 @@
 // (only when per-route limits exist) and one store call.
 import FindMyWay from 'find-my-way'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import proxyAddr from '@fastify/proxy-addr'
 import type { TokenService } from '../../lib/auth.js'
 import { ConfigError, type Config } from '../../lib/config.js'
 import { errors, type FlowgateError } from '../../lib/errors.js'
 import type { EventPublisher } from '../events/publisher.js'
+import type { BlockEntry } from '../../schemas/events.js'
 import type { Blocklist } from './blocklist.js'
 import { addressKey } from '../../lib/address.js'
 import { callerOf } from '../caller.js'
@@ -28,9 +30,17 @@ declare module 'fastify' {
 /** A limit for one route template (`method` + `path`) or for one flow (`flow`), whatever its route. */
 export type RouteLimit = Limit & ({ method: string; path: string; flow?: undefined } | { flow: string; method?: undefined; path?: undefined })
 
-/** Ops endpoints probed by orchestrators are never limited (still subject to the blocklist). Matched on the
- * path: `request.routeOptions` builds a new object on every read. */
-const UNLIMITED = new Set(['/health', '/ready', '/metrics'])
+/**
+ * Ops endpoints probed by orchestrators and scrapers: never refused by the blocklist or the limiter, so
+ * a blocked address (a proxy, a node's kubelet) cannot get a healthy gateway restarted. Matched on the
+ * path, with or without trailing slashes: `request.routeOptions` builds a new object on every read.
+ */
+const OPS_PATHS = new Set(['/health', '/ready', '/metrics'])
+const isOpsPath = (path: string) => OPS_PATHS.has(path) || (path.endsWith('/') && OPS_PATHS.has(path.replace(/\/+$/, '')))
+
+/** Where admins lift blocks: a valid admin token gets there from a blocked address, so nobody locks out the way back in. */
+const BLOCK_ADMIN = '/admin/blocks'
+const isBlockAdminPath = (path: string) => path === BLOCK_ADMIN || path.startsWith(`${BLOCK_ADMIN}/`)
 
 const RULE = /^(?:([A-Z]+)\s+(\/\S*)|flow:([a-z][a-z0-9_.-]*))\s*=\s*([0-9.]+)\s*:\s*([0-9.]+)$/
 
@@ -76,8 +86,10 @@ const ruleOf = (r: RouteLimit, i: number): Rule => ({
 })
 
 /** Builds the onRequest hook. */
-export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes'>, deps: EdgeGuardDeps) {
+export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rateLimitRefillPerSec' | 'rateLimitRoutes' | 'trustProxy'>, deps: EdgeGuardDeps) {
   const { store, blocklist, events, tokens, securityHeaders } = deps
+  const trusted = proxyAddr.compile([...config.trustProxy])
+  let warnedForwarded = false
   const global: Rule = {
     limit: { capacity: config.rateLimitCapacity, refillPerSec: config.rateLimitRefillPerSec },
     id: '',
@@ -105,6 +117,11 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
       proxyRules.set(spec, rule)
     }
     return rule
+  }
+
+  /** A verified admin token (the route's own hook checks it again and answers 401/403 for anything else). */
+  function isAdmin(request: FastifyRequest): boolean {
+    return request.headers.authorization !== undefined && callerOf(request, tokens).principal?.role === 'admin'
   }
 
   function keyOf(request: FastifyRequest, address: string): string {
@@ -135,6 +152,28 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
     return decision.allowed ? undefined : refuse(request, rule, decision)
   }
 
+  /** The blocked answer says until when, in the body and as Retry-After. */
+  function blocked(block: BlockEntry): FlowgateError {
+    const retryAfterSec = Math.max(1, Math.ceil((block.expiresAt - Date.now()) / 1000))
+    return errors.ipBlocked(`Client address is blocked until ${new Date(block.expiresAt).toISOString()}`, {
+      headers: { 'retry-after': String(retryAfterSec) },
+    })
+  }
+
+  /**
+   * Once per process: a proxy in front of the gateway that is not in TRUST_PROXY makes every client
+   * behind it one address, so one abusive client gets all of them limited and blocked.
+   */
+  function warnUntrustedForwarder(request: FastifyRequest): void {
+    const peer = request.socket?.remoteAddress
+    if (peer === undefined || trusted(peer, 0)) return
+    warnedForwarded = true
+    request.log.warn(
+      { peer, trustProxy: config.trustProxy },
+      `X-Forwarded-For arrived from ${peer}, which is not in TRUST_PROXY: every client behind it shares one address (one rate limit, one block). If ${peer} is your proxy, add it to TRUST_PROXY.`,
+    )
+  }
+
   // Callback style, not async: with the memory store the whole check runs synchronously, so a request
   // pays no promise and no extra microtask turn for it.
   return function guardEdge(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -143,8 +182,13 @@ export function createEdgeGuard(config: Pick<Config, 'rateLimitCapacity' | 'rate
     const address = addressKey(request.ip || 'unknown')
     request.clientAddress = address
     request.clientKey = address
-    if (blocklist !== undefined && blocklist.isBlocked(address)) return done(errors.ipBlocked())
-    if (store === undefined || UNLIMITED.has(request.urlPath)) return done()
+    if (!warnedForwarded && request.headers['x-forwarded-for'] !== undefined) warnUntrustedForwarder(request)
+    if (isOpsPath(request.urlPath)) return done()
+    if (blocklist !== undefined) {
+      const block = blocklist.get(address)
+      if (block !== undefined && !(isBlockAdminPath(request.urlPath) && isAdmin(request))) return done(blocked(block))
+    }
+    if (store === undefined) return done()
     const key = keyOf(request, address)
     request.clientKey = key
     let rule = global

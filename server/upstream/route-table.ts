@@ -16,12 +16,13 @@ export interface ProxyRoute {
 export interface ProxyTable {
   readonly routes: readonly ProxyRoute[]
   find(method: string, path: string): { route: ProxyRoute; params: Record<string, string | undefined> } | undefined
-  hasPath(path: string): boolean
+  /** The methods some route serves the path with (405 with Allow rather than 404). */
+  methodsOf(path: string): string[]
 }
 
 type Method = 'GET'
 
-export const EMPTY_PROXY_TABLE: ProxyTable = { routes: [], find: () => undefined, hasPath: () => false }
+export const EMPTY_PROXY_TABLE: ProxyTable = { routes: [], find: () => undefined, methodsOf: () => [] }
 
 export function buildProxyTable(specs: readonly RouteSpec[], upstreams: ReadonlyMap<string, Upstream>): ProxyTable {
   if (specs.length === 0) return EMPTY_PROXY_TABLE
@@ -48,9 +49,8 @@ export function buildProxyTable(specs: readonly RouteSpec[], upstreams: Readonly
       const found = router.find(method as Method, path)
       return found ? { route: found.store as ProxyRoute, params: found.params } : undefined
     },
-    hasPath(path) {
-      for (const m of methods) if (router.find(m as Method, path)) return true
-      return false
+    methodsOf(path) {
+      return [...methods].filter((m) => router.find(m as Method, path) !== null)
     },
   }
 }

@@ -66,6 +66,30 @@ describe('admin login', () => {
   })
 })
 
+describe('text the database cannot store', () => {
+  it('answers a NUL in an email, a name or a client_id with a VALIDATION_ERROR naming the field', async () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['admin.login', { email: 'ro\u0000ot@example.com', password: 'x' }, 'email'],
+      ['customer.login', { email: 'a@exa\u0000mple.com', password: 'x' }, 'email'],
+      ['customer.register', { email: 'nul\u0000@example.com', password: 'password-123' }, 'email'],
+      ['customer.register', { email: 'nul@example.com', password: 'password-123', name: 'Ada\u0000' }, 'name'],
+      ['auth.token', { client_id: `${CLIENT_ID}\u0000`, client_secret: CLIENT_SECRET }, 'client_id'],
+    ]
+    for (const [flow, input, field] of cases) {
+      const r = await s.call(flow, input)
+      expectError(r, 400, 'VALIDATION_ERROR')
+      expect(r.detailed, flow).toContainEqual({ field, message: field === 'email' ? expect.any(String) : 'must not contain NUL (U+0000) characters' })
+    }
+  })
+
+  it('maps the database refusing such text to VALIDATION_ERROR, not a 500', async () => {
+    const { dbCall } = await import('../../db/errors.js')
+    const { sql } = await import('drizzle-orm')
+    const refused = await dbCall(() => s.database.db.select({ n: count() }).from(customers).where(sql`${customers.email} = ${'a\u0000b'}`)).catch((e: unknown) => e)
+    expect(refused).toMatchObject({ code: 'VALIDATION_ERROR', status: 400 })
+  })
+})
+
 describe('admin list', () => {
   it('pages admins with a counted total and never returns a password hash', async () => {
     for (let i = 0; i < 3; i++) {

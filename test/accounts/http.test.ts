@@ -76,6 +76,59 @@ describe('over HTTP', () => {
     expect(me.json()).toMatchObject({ data: { email: 'h@example.com' } })
   })
 
+  it('a NUL byte in email, name or client_id is a 400 VALIDATION_ERROR at the edge, never a 500', async () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['/api/v1/admin/login', { email: 'a\u0000@example.com', password: 'x' }, 'email'],
+      ['/api/v1/customer/login', { email: 'a\u0000@example.com', password: 'x' }, 'email'],
+      ['/api/v1/customer/register', { email: 'a\u0000@example.com', password: 'password-123' }, 'email'],
+      ['/api/v1/customer/register', { email: 'a@example.com', password: 'password-123', name: '\u0000' }, 'name'],
+      ['/auth/token', { client_id: '\u0000', client_secret: 'x' }, 'client_id'],
+    ]
+    for (const [url, payload, field] of cases) {
+      const r = await inject({ method: 'POST', url, payload })
+      expect(r.statusCode, url).toBe(400)
+      expect(r.json()).toMatchObject({ success: false, errorCode: 'VALIDATION_ERROR', detailed: [expect.objectContaining({ field })] })
+    }
+  })
+
+  it('keeps the original nats-flow-gateway contract: register {email, password, firstName, lastName} → 201 {id}; /admin/create-admin', async () => {
+    const reg = await inject({ method: 'POST', url: '/api/v1/customer/register', payload: { email: 'seed@example.com', password: 'password-123', firstName: 'Ada', lastName: 'Lovelace' } })
+    expect(reg.statusCode).toBe(201)
+    expect(reg.json()).toMatchObject({ success: true, status: 201, data: { id: expect.stringMatching(/^[0-9a-f-]{36}$/) } })
+    const token = await s.login('customer.login', 'seed@example.com', 'password-123')
+    const me = await inject({ method: 'GET', url: '/api/v1/customer/me', token })
+    expect(me.json().data).toMatchObject({ id: reg.json().data.id, firstName: 'Ada', lastName: 'Lovelace', name: 'Ada Lovelace' })
+    const missing = await inject({ method: 'POST', url: '/api/v1/customer/register', payload: { email: 'seed2@example.com', password: 'password-123', firstName: '' } })
+    expect(missing.json()).toMatchObject({ errorCode: 'VALIDATION_ERROR', detailed: [expect.objectContaining({ field: 'firstName' })] })
+
+    const created = await inject({ method: 'POST', url: '/api/v1/admin/create-admin', token: rootToken, payload: { email: 'seeded-admin@example.com', password: 'password-123' } })
+    expect(created.statusCode).toBe(201)
+    expect(created.json()).toMatchObject({ success: true, status: 201, data: { id: expect.any(String) } })
+    expect(await s.login('admin.login', 'seeded-admin@example.com', 'password-123')).toEqual(expect.any(String))
+    expect((await inject({ method: 'POST', url: '/api/v1/admin/create-admin', payload: { email: 'x@example.com', password: 'password-123' } })).statusCode).toBe(401)
+    const again = await inject({ method: 'POST', url: '/api/v1/admin/create-admin', token: rootToken, payload: { email: 'seeded-admin@example.com', password: 'password-123' } })
+    expect(again.json()).toMatchObject({ errorCode: 'CONFLICT' })
+  })
+
+  it('POST /auth/token also takes application/x-www-form-urlencoded (RFC 6749 §4.4); other flows stay JSON only', async () => {
+    const form = (url: string, body: string) =>
+      gw.gateway.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: body })
+    const secret = encodeURIComponent(CLIENT_SECRET)
+    const ok = await form('/auth/token', `grant_type=client_credentials&client_id=${CLIENT_ID}&client_secret=${secret}`)
+    expect(ok.statusCode).toBe(200)
+    expect(ok.json()).toMatchObject({ success: true, data: { token_type: 'Bearer', access_token: expect.any(String) } })
+    expect((await form('/auth/token', `client_id=${CLIENT_ID}&client_secret=wrong`)).statusCode).toBe(401)
+    const repeated = await form('/auth/token', `client_id=${CLIENT_ID}&client_id=other&client_secret=${secret}`)
+    expect(repeated.json()).toMatchObject({ status: 400, errorCode: 'VALIDATION_ERROR', detailed: [{ field: 'client_id', message: 'must not be repeated' }] })
+    const grant = await form('/auth/token', `grant_type=password&client_id=${CLIENT_ID}&client_secret=${secret}`)
+    expect(grant.json()).toMatchObject({ status: 400, errorCode: 'VALIDATION_ERROR', detailed: [expect.objectContaining({ field: 'grant_type' })] })
+    const nul = await form('/auth/token', `client_id=a%00b&client_secret=${secret}`)
+    expect(nul.json()).toMatchObject({ status: 400, errorCode: 'VALIDATION_ERROR', detailed: [expect.objectContaining({ field: 'client_id' })] })
+    const login = await form('/api/v1/admin/login', `email=${encodeURIComponent(ROOT_EMAIL)}&password=${ROOT_PASSWORD}`)
+    expect(login.statusCode).toBe(415)
+    expect(login.json()).toMatchObject({ errorCode: 'UNSUPPORTED_MEDIA_TYPE' })
+  })
+
   it('POST /auth/token (client credentials) at the root', async () => {
     const r = await inject({ method: 'POST', url: '/auth/token', payload: { client_id: CLIENT_ID, client_secret: CLIENT_SECRET } })
     expect(r.statusCode).toBe(200)

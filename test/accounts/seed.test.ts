@@ -3,7 +3,7 @@
 import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { admins, apiClients } from '../../db/schema.js'
-import { DEV_ADMIN_EMAIL, SeedError, seedDatabase, type SeedConfig } from '../../db/seed.js'
+import { checkAdminPassword, DEV_ADMIN_EMAIL, resetAdminPassword, SeedError, seedDatabase, type SeedConfig } from '../../db/seed.js'
 import { createTestDatabase, type TestDatabase } from '../harness/postgres.js'
 import { testHasher } from './stack.js'
 
@@ -74,5 +74,18 @@ describe('seed', () => {
   it('refuses a too-short ADMIN_PASSWORD or a malformed ADMIN_EMAIL', async () => {
     await expect(seed({ adminEmail: 'a@example.com', adminPassword: 'short' })).rejects.toBeInstanceOf(SeedError)
     await expect(seed({ adminEmail: 'not-an-email', adminPassword: 'long-enough-1' })).rejects.toBeInstanceOf(SeedError)
+  })
+
+  it('production: a start that does not seed still says when ADMIN_PASSWORD is not the stored one; a reset makes it so', async () => {
+    const prod = { ...base, nodeEnv: 'production' as const, adminEmail: 'Ops@Example.com', adminPassword: 'first-password-1' }
+    await seed(prod)
+    expect(await checkAdminPassword(t.handle.db, prod, hasher)).toBeUndefined()
+    const changed = { ...prod, adminPassword: 'second-password-2' }
+    expect(await checkAdminPassword(t.handle.db, changed, hasher)).toMatch(/^seed: ADMIN_PASSWORD is not the stored password of ops@example\.com.*flowgate admin reset-password ops@example\.com$/)
+    expect(await checkAdminPassword(t.handle.db, { ...changed, adminEmail: 'nobody@example.com' }, hasher)).toBeUndefined()
+    expect(await resetAdminPassword(t.handle.db, ' OPS@example.com ', 'second-password-2', hasher)).toBe(true)
+    expect(await checkAdminPassword(t.handle.db, changed, hasher)).toBeUndefined()
+    expect(await resetAdminPassword(t.handle.db, 'nobody@example.com', 'second-password-2', hasher)).toBe(false)
+    await expect(resetAdminPassword(t.handle.db, 'ops@example.com', 'short', hasher)).rejects.toThrow(SeedError)
   })
 })

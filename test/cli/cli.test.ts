@@ -38,8 +38,8 @@ describe('flowgate CLI', () => {
   it('prints every setting with `config`', async () => {
     const p = runCli(['config'], {})
     expect(await p.exit).toBe(0)
-    expect(p.output()).toMatch(/^PORT\s+3000\s+gateway HTTP port/m)
-    expect(p.output()).toMatch(/^NATS_URL\s+NATS server\(s\)/m)
+    expect(p.output()).toMatch(/^PORT\s+3000\s+default\s+gateway HTTP port/m)
+    expect(p.output()).toMatch(/^NATS_URL\s+default\s+NATS server\(s\)/m)
   })
 
   it('exits 1 listing every invalid variable', async () => {
@@ -54,6 +54,11 @@ describe('flowgate CLI', () => {
     const p = runCli(['launch'], {})
     expect(await p.exit).toBe(2)
     expect(p.output()).toMatch(/unknown command "launch"/)
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const q = runCli([name], { NODE_ENV: 'test' })
+      expect(await q.exit, name).toBe(2)
+      expect(q.output()).toContain(`unknown command "${name}"`)
+    }
   })
 
   it('start with a NATS_URL it cannot reach says so and how to get NATS, waits, and stops on SIGTERM', async () => {

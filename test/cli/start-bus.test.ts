@@ -21,7 +21,7 @@ describe('flowgate start without NATS_URL', () => {
     db = await createTestDatabase('startbus')
     const dataDir = tempDir('startbus')
     const port = await freePort()
-    const env = { DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', CACHE_PROXY_PORT: String(await freePort()), DATABASE_URL: db.url, LOG_LEVEL: 'warn' }
+    const env = { DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', CACHE_PROXY_PORT: String(await freePort()), DATABASE_URL: db.url, LOG_LEVEL: 'warn', LOCAL_NATS_PORT: '0' }
     start = runCli(['start'], env)
     try {
       await waitFor(() => start!.output().includes('Flowgate is up'), 40_000)

@@ -1,7 +1,7 @@
 // A minimal Fastify app with the edge registered the way buildGateway does it, for inject() tests
 // without NATS: the same request hooks and error handler, and three routes.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import pino from 'pino'
+import pino, { type Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { createTokenService } from '../../lib/auth.js'
 import { parseConfig, type Config } from '../../lib/config.js'
@@ -17,8 +17,12 @@ export function testConfig(overrides: Record<string, unknown> = {}): Config {
   return parseConfig({ nodeEnv: 'test', logLevel: 'silent', ...overrides })
 }
 
-export async function edgeApp(config: Config, deps: Partial<EdgeDeps> = {}): Promise<FastifyInstance> {
-  const app = Fastify({ trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false, loggerInstance: silent as FastifyBaseLogger })
+export async function edgeApp(config: Config, deps: Partial<EdgeDeps> = {}, log: Logger = silent): Promise<FastifyInstance> {
+  const app = Fastify({
+    trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
+    loggerInstance: log as FastifyBaseLogger,
+    routerOptions: { ignoreTrailingSlash: true },
+  })
   decorateRequests(app)
   registerRequestHooks(app, { tracing: disabledTracing, metrics: createHttpMetrics(new Registry()) })
   await registerEdge(app, config, {
@@ -35,6 +39,9 @@ export async function edgeApp(config: Config, deps: Partial<EdgeDeps> = {}): Pro
   })
   app.post('/api/v1/admin/login', async () => ({ ok: true }))
   app.get('/health', async () => ({ status: 'ok' }))
+  app.get('/ready', async () => ({ ready: true }))
+  app.get('/metrics', async () => 'metrics')
+  app.get('/docs', async () => 'docs')
   await app.ready()
   return app
 }

@@ -1,11 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createTokenService } from '../../lib/auth.js'
 import type { FastifyRequest } from 'fastify'
+import type { BlockEntry } from '../../schemas/events.js'
 import type { Blocklist } from '../../server/edge/blocklist.js'
 import type { Target } from '../../server/resolver.js'
 import { createMemoryStore } from '../../server/edge/memory-store.js'
 import { parseRouteLimits } from '../../server/edge/rate-limit.js'
 import type { EventInput, EventPublisher } from '../../server/events/publisher.js'
+import { captureLogs } from '../harness/stack.js'
 import { edgeApp, testConfig } from './edge-app.js'
 
 const config = testConfig({ rateLimitCapacity: 3, rateLimitRefillPerSec: 1 })
@@ -18,6 +20,21 @@ function recorder(): EventPublisher & { events: EventInput[] } {
     emit: (e) => void events.push(e),
     stats: () => ({ published: 0, dropped: { buffer_full: 0, publish_failed: 0, closed: 0 }, queued: 0, inFlight: 0, retried: 0 }),
     flush: async () => true,
+    close: async () => {},
+  }
+}
+
+/** Blocks that end an hour from the (faked) now. */
+function fakeBlocklist(addresses: string[]): Blocklist & { lifted: string[] } {
+  const lifted: string[] = []
+  const entryOf = (address: string): BlockEntry => ({ v: 1, address, reason: 'test', blockedAt: Date.now(), expiresAt: Date.now() + 3_600_000 })
+  return {
+    lifted,
+    isBlocked: (a) => addresses.includes(a),
+    get: (a) => (addresses.includes(a) && !lifted.includes(a) ? entryOf(a) : undefined),
+    list: () => addresses.map(entryOf),
+    lift: async (a) => (lifted.push(a), addresses.includes(a)),
+    ready: () => true,
     close: async () => {},
   }
 }
@@ -67,7 +84,7 @@ describe('rate limit at the edge', () => {
   })
 
   it('refuses before the body is read: a limited or blocked caller gets 429/403, not a body error', async () => {
-    const blocklist = { isBlocked: (a: string) => a === '198.51.100.70' } as unknown as Blocklist
+    const blocklist = fakeBlocklist(['198.51.100.70'])
     const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }), blocklist })
     const bad = { method: 'POST' as const, url: '/api/v1/admin/login', headers: { 'content-type': 'application/json' }, payload: '{not json' }
     expect((await app.inject({ ...bad, remoteAddress: '198.51.100.70' })).json()).toMatchObject({ errorCode: 'IP_BLOCKED' })
@@ -177,7 +194,7 @@ describe('rate limit at the edge', () => {
   })
 
   it('refuses a blocked address with 403 IP_BLOCKED before the limiter', async () => {
-    const blocklist = { isBlocked: (a: string) => a === '198.51.100.66' } as unknown as Blocklist
+    const blocklist = fakeBlocklist(['198.51.100.66'])
     const store = createMemoryStore({ maxKeys: 100 })
     const app = await edgeApp(config, { store, blocklist })
     const r = await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.66' })
@@ -185,6 +202,81 @@ describe('rate limit at the edge', () => {
     expect(r.json()).toMatchObject({ success: false, status: 403, errorCode: 'IP_BLOCKED' })
     expect(store.size()).toBe(0)
     expect((await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.67' })).statusCode).toBe(200)
+    await app.close()
+  })
+
+  it('never refuses the ops endpoints: not blocked, not limited, with or without a trailing slash or query', async () => {
+    const blocklist = fakeBlocklist(['198.51.100.90'])
+    const store = createMemoryStore({ maxKeys: 100 })
+    const app = await edgeApp(config, { store, blocklist })
+    for (const url of ['/health', '/health/', '/health?probe=1', '/health/?probe=1', '/ready', '/ready/', '/ready?x', '/metrics', '/metrics/', '/metrics?name[]=up']) {
+      for (let i = 0; i < 20; i++) {
+        const r = await app.inject({ url, remoteAddress: '198.51.100.90' })
+        expect(r.statusCode, url).toBe(200)
+        expect(r.headers['ratelimit-limit']).toBeUndefined()
+      }
+    }
+    expect(store.size()).toBe(0)
+    // everything else stays refused for the blocked address
+    expect((await app.inject({ url: '/docs', remoteAddress: '198.51.100.90' })).json()).toMatchObject({ errorCode: 'IP_BLOCKED' })
+    expect((await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.90' })).statusCode).toBe(403)
+    await app.close()
+  })
+
+  it('says until when an address is blocked, in the body and as Retry-After', async () => {
+    const app = await edgeApp(config, { blocklist: fakeBlocklist(['198.51.100.91']) })
+    const r = await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.91' })
+    expect(r.statusCode).toBe(403)
+    expect(r.headers['retry-after']).toBe('3600')
+    expect(r.json()).toEqual({
+      success: false,
+      status: 403,
+      errorCode: 'IP_BLOCKED',
+      message: 'Client address is blocked until 2026-01-01T01:00:00.000Z',
+      traceId: r.headers['x-trace-id'],
+    })
+    await app.close()
+  })
+
+  it('lets a valid admin token reach /admin/blocks from a blocked address, and nothing else', async () => {
+    const tokens = createTokenService(config)
+    const blocklist = fakeBlocklist(['198.51.100.92'])
+    const app = await edgeApp(config, { store: createMemoryStore({ maxKeys: 100 }), blocklist, tokens })
+    const from = { remoteAddress: '198.51.100.92' }
+    const admin = { authorization: `Bearer ${tokens.sign({ sub: 'a1', role: 'admin' }).token}` }
+    const customer = { authorization: `Bearer ${tokens.sign({ sub: 'c1', role: 'customer' }).token}` }
+    const list = await app.inject({ url: '/admin/blocks', headers: admin, ...from })
+    expect(list.statusCode).toBe(200)
+    expect(list.json().data.blocks).toMatchObject([{ address: '198.51.100.92' }])
+    const lift = await app.inject({ method: 'DELETE', url: '/admin/blocks/198.51.100.92', headers: admin, ...from })
+    expect(lift.json()).toMatchObject({ success: true, data: { address: '198.51.100.92', lifted: true } })
+    expect(blocklist.lifted).toEqual(['198.51.100.92'])
+    // lifted: the address is served again
+    expect((await app.inject({ url: '/api/v1/things', ...from })).statusCode).toBe(200)
+
+    const still = fakeBlocklist(['198.51.100.93'])
+    const other = await edgeApp(config, { blocklist: still, tokens })
+    const at = { remoteAddress: '198.51.100.93' }
+    for (const headers of [{}, customer, { authorization: 'Bearer forged' }]) {
+      expect((await other.inject({ url: '/admin/blocks', headers, ...at })).json()).toMatchObject({ errorCode: 'IP_BLOCKED' })
+    }
+    // the admin's token opens /admin/blocks only
+    expect((await other.inject({ url: '/api/v1/things', headers: admin, ...at })).json()).toMatchObject({ errorCode: 'IP_BLOCKED' })
+    expect((await other.inject({ url: '/admin/blocksX', headers: admin, ...at })).json()).toMatchObject({ errorCode: 'IP_BLOCKED' })
+    await app.close()
+    await other.close()
+  })
+
+  it('warns once when X-Forwarded-For comes from a peer that is not a trusted proxy', async () => {
+    const sink = captureLogs('warn')
+    const app = await edgeApp(testConfig({ trustProxy: ['10.0.0.0/8'] }), {}, sink.log)
+    await app.inject({ url: '/api/v1/things', remoteAddress: '10.1.1.1', headers: { 'x-forwarded-for': '203.0.113.1' } })
+    await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.5' })
+    expect(sink.lines).toEqual([])
+    for (let i = 0; i < 3; i++) await app.inject({ url: '/api/v1/things', remoteAddress: '198.51.100.5', headers: { 'x-forwarded-for': `203.0.113.${i}` } })
+    expect(sink.lines).toHaveLength(1)
+    expect(sink.lines[0]).toMatchObject({ level: 40, peer: '198.51.100.5', trustProxy: ['10.0.0.0/8'] })
+    expect(String(sink.lines[0]!.msg)).toContain('add it to TRUST_PROXY')
     await app.close()
   })
 

@@ -62,6 +62,22 @@ describe('auto-block rule', () => {
     expect(rules.handle(hit(4), T0 + 10_000_000)).toEqual([])
   })
 
+  it('never blocks an address in AUTOBLOCK_EXEMPT (loopback by default in development)', () => {
+    expect(parseConfig({ nodeEnv: 'development' }).autoBlockExempt).toEqual(['127.0.0.0/8', '::1'])
+    expect(parseConfig({ nodeEnv: 'production', jwtSecret: 'x'.repeat(32) }).autoBlockExempt).toEqual([])
+    const rules = createRules(parseConfig({ ...config, autoBlockExempt: ['127.0.0.0/8', '::1', '10.0.0.0/8', '2001:db8:aa::/48'] }))
+    for (const address of ['127.0.0.1', '10.20.30.40', '0:0:0:0::/64', '2001:db8:aa:1::/64']) {
+      for (let i = 0; i < 20; i++) expect(rules.handle(hit(i, address), T0)).toEqual([])
+    }
+    for (let i = 0; i < 4; i++) rules.handle(hit(i, '11.0.0.1'), T0)
+    expect(rules.handle(hit(4, '11.0.0.1'), T0)).toHaveLength(1)
+  })
+
+  it('refuses an AUTOBLOCK_EXEMPT entry that is not an address or CIDR', () => {
+    expect(() => parseConfig({ autoBlockExempt: ['10.0.0.0/8', 'localhost', '1.2.3.4/40'] })).toThrow(/AUTOBLOCK_EXEMPT: "localhost".*\n.*AUTOBLOCK_EXEMPT: "1.2.3.4\/40"/s)
+    expect(parseConfig({ nodeEnv: 'development', autoBlockExempt: ['none'] }).autoBlockExempt).toEqual([])
+  })
+
   it('keeps addresses apart', () => {
     const rules = createRules(config)
     for (let i = 0; i < 4; i++) rules.handle(hit(i, '203.0.113.1'), T0)
@@ -81,6 +97,17 @@ describe('alert rules', () => {
     expect(rules.handle(spike)).toEqual([]) // redelivered
     // another route has its own mean
     expect(rules.handle(completed(52, 100, '/api/v1/other'))).toEqual([])
+  })
+
+  it('stays quiet below LATENCY_SPIKE_MIN_MS (100 ms by default), however many times the mean', () => {
+    const rules = createRules(config)
+    for (let i = 0; i < 50; i++) rules.handle(completed(i, 0.25))
+    expect(rules.handle(completed(50, 2.8))).toEqual([])
+    expect(rules.handle(completed(51, 99.9))).toEqual([])
+    expect(rules.handle(completed(52, 100))).toHaveLength(1)
+    const lowFloor = createRules(parseConfig({ ...config, latencySpikeMinMs: 1 }))
+    for (let i = 0; i < 50; i++) lowFloor.handle(completed(i, 0.25))
+    expect(lowFloor.handle(completed(50, 2.8))).toHaveLength(1)
   })
 
   it('turns an opened circuit into an alert', () => {

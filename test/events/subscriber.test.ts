@@ -138,4 +138,36 @@ describe('subscriber', () => {
     expect(StringCodec().decode((await kv.get(flooder))!.value)).toBe(before)
     await publisher.close()
   })
+
+  it('hits that outrun the block (in flight while it reaches the gateways) block, log and publish once', async () => {
+    for (const o of open) await o.sub.close() // one subscriber, so its stats see every event
+    const publisher = createEventPublisher(nc, config, { log: sink.log, ensureStream: false })
+    const flooder = '203.0.113.201'
+    const blockedBefore = await streamCount(nc, subjects.gatewayEvent('ip.blocked'))
+    const hits = 17 // three times the threshold and more: every one arrives before any gateway refuses
+    for (let i = 0; i < hits; i++) {
+      publisher.emit({ kind: 'rate_limit.hit', requestId: `o${i}`, traceId: 't', method: 'GET', route: '/r', clientKey: flooder, address: flooder, capacity: 1, refillPerSec: 1 })
+      await sleep(2) // distinct timestamps, as a real flood has
+    }
+    expect(await publisher.flush(5000)).toBe(true)
+    const ids = new Set<string>()
+    const { sub } = await startSubscriber((id) => ids.add(id))
+    await waitFor('every hit handled', () => sub.stats().processed, (n) => n >= hits, 10_000, 20)
+    await sleep(200)
+    expect(sub.stats().blocks).toBe(1)
+    expect(await streamCount(nc, subjects.gatewayEvent('ip.blocked'))).toBe(blockedBefore + 1)
+    const logged = sink.lines.filter((l) => l.msg === 'address blocked' && l.address === flooder)
+    expect(logged).toHaveLength(1)
+    // once the block is lifted, a new flood blocks again
+    const kv = await openBlocklistBucket(nc, config)
+    await kv.delete(flooder)
+    for (let i = 0; i < 5; i++) {
+      await sleep(2)
+      publisher.emit({ kind: 'rate_limit.hit', requestId: `p${i}`, traceId: 't', method: 'GET', route: '/r', clientKey: flooder, address: flooder, capacity: 1, refillPerSec: 1 })
+    }
+    expect(await publisher.flush(5000)).toBe(true)
+    await waitFor('blocked again', () => sub.stats().blocks, (n) => n === 2, 10_000, 20)
+    expect((await kv.get(flooder))?.operation).toBe('PUT')
+    await publisher.close()
+  })
 })

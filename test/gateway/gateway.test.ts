@@ -158,6 +158,25 @@ describe('envelope and headers', () => {
     })
   })
 
+  it('answers a SKU, coupon or key that names an Object.prototype member as any unknown one', async () => {
+    const quote = (payload: unknown, url = '/api/v1/orders/quote') => inject({ method: 'POST', url, payload: payload as Record<string, unknown> })
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const sku = await quote({ items: [{ sku: name, quantity: 1 }] })
+      expect(sku.statusCode, name).toBe(404)
+      expect(sku.json()).toMatchObject({ errorCode: 'NOT_FOUND', message: `Unknown SKU '${name}'` })
+      const coupon = await quote({ items: [{ sku: 'kettle', quantity: 1 }], coupon: name })
+      expect(coupon.statusCode, name).toBe(400)
+      expect(coupon.json()).toMatchObject({ errorCode: 'VALIDATION_ERROR', detailed: [{ field: 'coupon', message: 'is not a valid coupon' }] })
+      const query = await quote({ items: [{ sku: 'kettle', quantity: 1 }] }, `/api/v1/orders/quote?${name}=1&currency=${name}`)
+      expect(query.statusCode, name).toBe(400)
+      expect(query.json().errorCode).toBe('VALIDATION_ERROR')
+    }
+    // a JSON body carrying __proto__ as a key is refused as malformed, never merged into the input
+    const poisoned = await inject({ method: 'POST', url: '/api/v1/orders/quote', headers: { 'content-type': 'application/json' }, payload: '{"items":[{"sku":"kettle","quantity":1}],"__proto__":{"admin":true}}' })
+    expect(poisoned.statusCode).toBe(400)
+    expect(poisoned.json().errorCode).toBe('VALIDATION_ERROR')
+  })
+
   it('continues an incoming traceparent and keeps a plain x-request-id', async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
     const res = await inject({

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../harness/otlp.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
 import { createTestDatabase, type TestDatabase } from '../harness/postgres.js'
-import { CLI, freePort, runCli, waitFor, type CliProcess } from '../harness/process.js'
+import { CLI, freePort, tempDir, runCli, waitFor, type CliProcess } from '../harness/process.js'
 import { startRedis, type RedisServer } from '../harness/redis.js'
 
 const EMAIL = 'root@otlp.test'
@@ -38,6 +38,10 @@ beforeAll(async () => {
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
     OTEL_BSP_SCHEDULE_DELAY: '100',
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,team=edge%20ops',
+    // The worker runs in development (it seeds the admin) and the gateway in test: one secret for both,
+    // or development would generate its own in its data directory.
+    JWT_SECRET: 'otlp-tree-test-secret-of-at-least-32-chars',
+    DATA_DIR: tempDir('otlp'),
   }
   flows = runCli(['flows'], {
     ...common,

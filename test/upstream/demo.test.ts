@@ -18,6 +18,9 @@ afterAll(async () => {
   await nats?.stop()
 })
 
+/** Set, so the test can sign an admin token (development otherwise generates one per data directory). */
+const SECRET = 'demo-test-secret-of-at-least-32-characters'
+
 describe('npm start in development', () => {
   it('answers /api/products from two demo upstreams and shows both in /lb-stats', async () => {
     const port = await freePort()
@@ -31,9 +34,10 @@ describe('npm start in development', () => {
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       LOG_LEVEL: 'warn',
       ADMIN_PASSWORD: 'demo-password-for-the-test',
+      JWT_SECRET: SECRET,
     })
     await waitFor(() => cli!.output().includes('Flowgate is up'), 90_000)
-    expect(cli.output()).toContain(`curl http://localhost:${port}/api/products`)
+    expect(cli.output()).toContain(`curl http://127.0.0.1:${port}/api/products`)
     const base = `http://127.0.0.1:${port}`
     const servedBy = new Set<string>()
     for (let i = 0; i < 4; i++) {
@@ -45,7 +49,7 @@ describe('npm start in development', () => {
     }
     expect(servedBy).toEqual(new Set(['demo-products-1', 'demo-products-2']))
     expect((await fetch(`${base}/api/products/2`)).status).toBe(200)
-    const token = createTokenService(parseConfig({})).sign({ sub: 'ops', role: 'admin' }).token
+    const token = createTokenService(parseConfig({ jwtSecret: SECRET })).sign({ sub: 'ops', role: 'admin' }).token
     const lb = (await (await fetch(`${base}/lb-stats`, { headers: { authorization: `Bearer ${token}` } })).json()) as { data: { upstreams: Array<{ upstream: string; targets: unknown[] }> } }
     expect(lb.data.upstreams.map((u) => [u.upstream, u.targets.length])).toEqual([['products', 2]])
   }, 120_000)
