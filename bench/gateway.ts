@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import type { BusRole } from '../lib/bus.js'
 import { ensureRoleKeys, renderServerConfig, seedFile } from '../cli/nats-config.js'
-import { freePort } from './free-port.js'
+import { freePort } from '../lib/net.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const child = fileURLToPath(new URL('./child.js', import.meta.url))

@@ -6,11 +6,11 @@
 // Prints req/s, p50/p99, the p99 each proxy adds over direct, and CPU µs per request per process.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { freePort } from '../lib/net.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
@@ -18,15 +18,6 @@ const ROUND_SEC = Number(process.env.BENCH_ROUND_SEC ?? 5)
 const child = fileURLToPath(new URL('./proxy-child.js', import.meta.url))
 const children: ChildProcess[] = []
 const roles = new Map<string, ChildProcess>()
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 function start(name: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -10,9 +10,9 @@
 //   REDIS_SUITE_TARGETS=proxy                  skip the direct run
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { freePort, waitForPort } from '../lib/net.js'
 
 const FILES = [
   'unit/type/string',
@@ -39,35 +39,6 @@ interface FileResult {
   stalled: boolean
   failed: string[]
   seconds: number
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer()
-    srv.on('error', rej)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => res(port))
-    })
-  })
-}
-
-async function waitPort(port: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`process on port ${port} exited early (code ${child.exitCode})`)
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, '127.0.0.1')
-      s.once('connect', () => {
-        s.destroy()
-        res(true)
-      })
-      s.once('error', () => res(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`port ${port} not open in time`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 function stop(child: ChildProcess): Promise<void> {
@@ -200,7 +171,7 @@ async function withServers<T>(repo: string, work: string, policy: string | null,
     const redisPort = await freePort()
     const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
     children.push(redis)
-    await waitPort(redisPort, redis)
+    await waitForPort(redisPort, { exited: () => redis.exitCode !== null })
     if (policy === null) return await fn(redisPort)
     const proxyPort = await freePort()
     const proxyLog = createWriteStream(join(work, `${label}.proxy.log`))
@@ -211,7 +182,7 @@ async function withServers<T>(repo: string, work: string, policy: string | null,
     children.push(proxy)
     proxy.stdout!.pipe(proxyLog)
     proxy.stderr!.pipe(proxyLog)
-    await waitPort(proxyPort, proxy)
+    await waitForPort(proxyPort, { exited: () => proxy.exitCode !== null })
     return await fn(proxyPort)
   } finally {
     for (const c of children.reverse()) await stop(c)

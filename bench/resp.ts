@@ -4,13 +4,12 @@
 //   npm run bench:resp     (BENCH_REQUESTS=200000 BENCH_ROUNDS=3 to change the runs)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../lib/config.js'
 import { createLogger } from '../lib/logger.js'
 import { start } from '../cache-proxy/main.js'
-import { freePort } from './free-port.js'
+import { freePort, waitForPort } from '../lib/net.js'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100_000)
 const CLIENTS = 50
@@ -22,24 +21,6 @@ function which(name: string, extra: string[] = []): string | undefined {
     if (r.status === 0 && r.stdout.trim()) return r.stdout.trim()
   }
   return undefined
-}
-
-async function waitPort(port: number, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    if (child && child.exitCode !== null) throw new Error(`process exited early (code ${child.exitCode})`)
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1')
-      s.once('connect', () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.once('error', () => resolve(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`port ${port} not open in time`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 function run(cmd: string, args: string[]): Promise<string> {
@@ -73,7 +54,7 @@ async function main(): Promise<void> {
     const redisPort = await freePort()
     const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
     children.push(redis)
-    await waitPort(redisPort, redis)
+    await waitForPort(redisPort, { exited: () => redis.exitCode !== null })
     await run('redis-cli', ['-p', String(redisPort), 'SET', 'key:__rand_int__', 'x'.repeat(3)])
 
     const targets: Array<{ name: string; port: number }> = [{ name: 'redis (direct)', port: redisPort }]
@@ -84,7 +65,7 @@ async function main(): Promise<void> {
       writeFileSync(conf, `bench:\n  listen: 127.0.0.1:${port}\n  redis: true\n  servers:\n    - 127.0.0.1:${redisPort}:1\n`)
       const child = spawn(nutcracker, ['-c', conf, '-s', String(await freePort()), '-o', join(dir, 'nutcracker.log')], { stdio: 'ignore' })
       children.push(child)
-      await waitPort(port, child)
+      await waitForPort(port, { exited: () => child.exitCode !== null })
       targets.push({ name: 'twemproxy', port })
     } else console.log('twemproxy: skipped (nutcracker not installed; apt-get install -y nutcracker)')
 

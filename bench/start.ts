@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort } from './free-port.js'
+import { freePort } from '../lib/net.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const TICK_MS = 1000 / 100 // USER_HZ on Linux

@@ -1,9 +1,9 @@
 // Entry point of the cache proxy: load the policy, build the proxy, listen. Signals and exit codes
 // belong to the CLI (cli/main.ts), which calls start().
-import { createServer, type Server } from 'node:http'
 import { Registry } from 'prom-client'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
+import { serveMetrics, type MetricsServer } from '../lib/metrics.js'
 import { closeAll, type Running } from '../lib/shutdown.js'
 import { registerCacheMetrics } from './metrics.js'
 import { loadPolicy } from './policy.js'
@@ -22,7 +22,7 @@ export async function start(
 ): Promise<RunningCacheProxy> {
   const plog = log.child({ component: 'cache-proxy' })
   let proxy: CacheProxy | undefined
-  let metrics: Server | undefined
+  let metrics: MetricsServer | undefined
   const policy = loadPolicy(config.cachePolicyFile, plog, {
     intervalMs: opts.policyReloadIntervalMs,
     onChange: (p) => proxy?.applyPolicy(p),
@@ -32,7 +32,7 @@ export async function start(
     const registry = opts.registry ?? new Registry()
     registerCacheMetrics(registry, proxy)
     const address = await proxy.listen(config.cacheProxyHost, config.cacheProxyPort)
-    if (config.cacheProxyMetricsPort > 0) metrics = await serveMetrics(registry, config.cacheProxyHost, config.cacheProxyMetricsPort)
+    if (config.cacheProxyMetricsPort > 0) metrics = await serveMetrics(registry, config.cacheProxyHost, config.cacheProxyMetricsPort, plog)
     plog.info({ address, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cache proxy listening')
     const running = proxy
     return {
@@ -42,33 +42,14 @@ export async function start(
       close() {
         policy.close()
         const closers = [{ name: 'cache-proxy', close: () => running.close() }]
-        if (metrics) closers.push({ name: 'metrics', close: () => new Promise<void>((r) => metrics!.close(() => r())) })
+        if (metrics) closers.push({ name: 'metrics', close: () => metrics!.close() })
         return closeAll(closers, config.shutdownTimeoutMs, plog)
       },
     }
   } catch (err) {
-    metrics?.close()
+    await metrics?.close()
     policy.close()
     await proxy?.close()
     throw err
   }
-}
-
-/** GET /metrics for a proxy run on its own (the gateway serves its own registry). */
-function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
-    if (req.method !== 'GET' || req.url !== '/metrics') {
-      res.writeHead(404).end()
-      return
-    }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      () => res.writeHead(500).end(),
-    )
-  })
-  server.requestTimeout = 5000
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => resolve(server))
-  })
 }

@@ -1,6 +1,7 @@
 // Prometheus metrics of the cache proxy. The hot path only bumps plain counters in CacheStats; the
 // collectors read them at scrape time, so metrics cost nothing per command.
-import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
+import { scrapedCounter, scrapedGauge } from '../lib/metrics.js'
 import type { CacheStats } from './cache.js'
 import type { CacheProxy } from './proxy.js'
 
@@ -28,26 +29,8 @@ const COUNTERS: Array<[keyof CacheStats, string, string]> = [
 
 /** Registers the cache proxy's metrics on a registry. */
 export function registerCacheMetrics(registry: Registry, proxy: CacheProxy): void {
-  for (const [field, name, help] of COUNTERS) {
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset()
-        this.inc(proxy.stats[field])
-      },
-    })
-  }
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read())
-      },
-    })
+  for (const [field, name, help] of COUNTERS) scrapedCounter(registry, name, help, () => proxy.stats[field])
+  const gauge = (name: string, help: string, read: () => number) => scrapedGauge(registry, name, help, read)
   gauge('flowgate_cache_bytes', 'bytes held by the local cache', () => proxy.reads.cache.bytes)
   gauge('flowgate_cache_entries', 'entries in the local cache', () => proxy.reads.cache.size)
   gauge('flowgate_cache_hot_keys', 'keys currently detected as hot', () => proxy.reads.hot.hotCount())

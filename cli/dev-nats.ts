@@ -2,25 +2,12 @@
 // nats-server of its own (when one is installed), or how to get one.
 import { spawn, spawnSync } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net'
 import { join, relative, resolve } from 'node:path'
 import type { BusRole } from '../lib/bus.js'
 import type { Config } from '../lib/config.js'
 import { natsServers } from '../lib/nats.js'
+import { freePort, portOpen } from '../lib/net.js'
 import { ensureRoleKeys, renderServerConfig, seedFile } from './nats-config.js'
-
-export function reachable(host: string, port: number, timeoutMs = 500): Promise<boolean> {
-  return new Promise((done) => {
-    const s = tcpConnect({ host, port })
-    const finish = (ok: boolean) => {
-      s.destroy()
-      done(ok)
-    }
-    s.setTimeout(timeoutMs, () => finish(false))
-    s.once('connect', () => finish(true))
-    s.once('error', () => finish(false))
-  })
-}
 
 function findBinary(name: string): string | undefined {
   for (const candidate of [name, `/usr/sbin/${name}`, `/usr/local/bin/${name}`]) {
@@ -56,7 +43,7 @@ export interface LocalBus {
 export async function startLocalBus(config: Config, say: (line: string) => void): Promise<LocalBus | undefined> {
   if (config.natsUrl !== undefined) {
     const first = new URL(natsServers(config)[0]!)
-    if (!(await reachable(first.hostname, Number(first.port || DEFAULT_PORT)))) {
+    if (!(await portOpen(Number(first.port || DEFAULT_PORT), first.hostname))) {
       say(`NATS is not reachable at ${config.natsUrl}: waiting for it. (Unset NATS_URL to let flowgate start run its own, or: docker compose -f docker-compose.dev.yaml up -d)`)
     }
     return undefined
@@ -71,7 +58,7 @@ export async function startLocalBus(config: Config, say: (line: string) => void)
   const paths = busDir(config)
   const host = '127.0.0.1'
   const wanted = config.localNatsPort
-  const port = wanted === 0 || (await reachable(host, wanted)) ? await freePort() : wanted
+  const port = wanted === 0 || (await portOpen(wanted, host)) ? await freePort() : wanted
   const keys = ensureRoleKeys(paths.keys)
   writeFileSync(paths.conf, renderServerConfig(keys, { listen: `${host}:${port}`, storeDir: paths.store }), { mode: 0o600 })
   const child = spawn(bin, ['-c', paths.conf], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -85,7 +72,7 @@ export async function startLocalBus(config: Config, say: (line: string) => void)
   const deadline = Date.now() + 10_000
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new NatsMissingError(`nats-server exited at start: ${stderr}`)
-    if (await reachable(host, port)) {
+    if (await portOpen(port, host)) {
       writeFileSync(paths.state, JSON.stringify({ url, pid: child.pid }), { mode: 0o600 })
       const operator = relative(process.cwd(), seedFile(paths.keys, 'operator')) || seedFile(paths.keys, 'operator')
       say(`NATS: started ${bin} on ${url}, locked down: one NKey user per role (keys in ${relative(process.cwd(), paths.keys) || paths.keys})`)
@@ -138,15 +125,4 @@ function alive(pid: number): boolean {
   } catch {
     return false // no such process: a stale state file from a killed start
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer()
-    srv.once('error', fail)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => done(port))
-    })
-  })
 }

@@ -1,7 +1,7 @@
 // The flow worker's Prometheus metrics. Each label child is looked up once per (flow, step, outcome)
 // and kept, so a run pays a map lookup and an observe, not a label hash; gauges are read at scrape time.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { boundedLabel } from '../lib/metrics.js'
+import { Counter, Histogram, type Registry } from 'prom-client'
+import { boundedLabel, scrapedCounter, scrapedGauge } from '../lib/metrics.js'
 
 export interface FlowMetrics {
   flowDone(flow: string, outcome: 'ok' | 'error', seconds: number, errorCode?: string): void
@@ -45,29 +45,12 @@ export function createFlowMetrics(registry: Registry, gauges: WorkerGauges): Flo
     labelNames: ['flow', 'code'] as const,
     registers: [registry],
   })
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read())
-      },
-    })
+  const gauge = (name: string, help: string, read: () => number) => scrapedGauge(registry, name, help, read)
   gauge('flowgate_flow_runs_in_flight', 'flow runs holding a concurrency slot', gauges.running)
   gauge('flowgate_flow_runs_queued', 'flow runs waiting for a slot (the queue depth)', gauges.queued)
   gauge('flowgate_flow_concurrency_limit', 'flow runs at once this worker allows (FLOW_CONCURRENCY)', gauges.limit)
   gauge('flowgate_flow_queue_limit', 'flow runs this worker holds waiting before it refuses (FLOW_QUEUE_LIMIT)', gauges.queueLimit)
-  const counter = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset()
-        this.inc(read())
-      },
-    })
+  const counter = (name: string, help: string, read: () => number) => scrapedCounter(registry, name, help, read)
   counter('flowgate_flow_runs_refused_total', 'flow runs refused with 503 because the queue was full', gauges.refused)
   counter('flowgate_flow_step_events_dropped_total', 'step events not published on traces.<traceId> (bus gone or slow)', gauges.stepEventsDropped)
 

@@ -1,7 +1,7 @@
 // What every process shares for Prometheus: a label guard that keeps a label's value set bounded,
 // the /metrics endpoint of a process run on its own, and what a host process lends the parts it runs.
 import { createServer, type Server } from 'node:http'
-import { collectDefaultMetrics, type Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, type Registry } from 'prom-client'
 import type { Logger } from './logger.js'
 import type { Tracing } from './telemetry.js'
 
@@ -38,6 +38,34 @@ const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_request
 export function collectProcessMetrics(registry: Registry, prefix: string): void {
   collectDefaultMetrics({ register: registry, prefix })
   for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(`${prefix}${name}`)
+}
+
+/**
+ * A gauge read at scrape time from a process's own state: nothing is done per event, and a value
+ * kept elsewhere (a queue's size, a pool's count) is never copied into prom-client as it changes.
+ */
+export function scrapedGauge(registry: Registry, name: string, help: string, read: () => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read())
+    },
+  })
+}
+
+/** A counter read at scrape time from a running total the process keeps anyway (never decreasing). */
+export function scrapedCounter(registry: Registry, name: string, help: string, read: () => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(read())
+    },
+  })
 }
 
 export interface MetricsServer {

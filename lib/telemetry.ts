@@ -5,7 +5,8 @@
 // else is done: one branch per span when tracing is off.
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type Tracer } from '@opentelemetry/api'
 import type { ReadableSpan, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
+import { scrapedCounter, scrapedGauge } from './metrics.js'
 import type { Config } from './config.js'
 import { newSpanId, newTraceId } from './trace-context.js'
 
@@ -354,24 +355,7 @@ function samplerOf(config: TracingConfig, base: SdkBase) {
 
 /** Span export counters on a process's /metrics (read at scrape time: nothing per span). */
 export function registerTracingMetrics(registry: Registry, tracing: Tracing): void {
-  const counter = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset()
-        this.inc(read())
-      },
-    })
-  counter('flowgate_trace_spans_exported_total', 'spans handed to the OTLP collector', () => tracing.stats().exported)
-  counter('flowgate_trace_spans_dropped_total', 'spans lost: export queue full, or the collector failed or did not answer', () => tracing.stats().dropped)
-  new Gauge({
-    name: 'flowgate_trace_spans_queued',
-    help: 'spans waiting to be exported',
-    registers: [registry],
-    collect() {
-      this.set(tracing.stats().queued)
-    },
-  })
+  scrapedCounter(registry, 'flowgate_trace_spans_exported_total', 'spans handed to the OTLP collector', () => tracing.stats().exported)
+  scrapedCounter(registry, 'flowgate_trace_spans_dropped_total', 'spans lost: export queue full, or the collector failed or did not answer', () => tracing.stats().dropped)
+  scrapedGauge(registry, 'flowgate_trace_spans_queued', 'spans waiting to be exported', () => tracing.stats().queued)
 }

@@ -4,9 +4,10 @@
 // request. A failed publish is retried with the same Nats-Msg-Id, which the stream de-duplicates.
 import { randomBytes } from 'node:crypto'
 import { createInbox, type Msg, type NatsConnection } from 'nats'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
+import { scrapedGauge } from '../../lib/metrics.js'
 import { connectionState, inboxOf } from '../../lib/nats.js'
 import { publishBatcher } from '../../lib/publish-batch.js'
 import { ensureGatewayStream, retryInBackground, type StreamSettings } from '../../lib/streams.js'
@@ -104,7 +105,7 @@ export function createEventPublisher(
   // Every reason present from the start, so "no drops" is a zero an alert can read, not a missing series.
   for (const reason of Object.keys(dropped) as DropReason[]) droppedCounter?.inc({ reason }, 0)
   if (deps.registry) {
-    new Gauge({ name: 'flowgate_events_queued', help: 'Gateway events waiting to be published', registers: [deps.registry], collect() { this.set(queue.size) } })
+    scrapedGauge(deps.registry, 'flowgate_events_queued', 'Gateway events waiting to be published', () => queue.size)
   }
 
   const stopStream =

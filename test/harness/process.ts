@@ -1,22 +1,11 @@
 // Starts a real server binary for a test file: a free port, a temp dir, a readiness probe raced
 // against early exit, and a clear message when the binary is missing.
+export { freePort, portOpen } from '../../lib/net.js'
+import { portOpen } from '../../lib/net.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `flowgate-${prefix}-`))
@@ -92,19 +81,6 @@ export async function startProcess(opts: {
       if (opts.removeDir !== false) rmSync(opts.dir, { recursive: true, force: true })
     },
   }
-}
-
-/** Resolves when a TCP port accepts connections. */
-export async function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
-  const { connect } = await import('node:net')
-  return new Promise((resolve) => {
-    const s = connect(port, host)
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-  })
 }
 
 /** A server that fault tests can kill and bring back on the same port and data dir. */
