@@ -25,6 +25,8 @@ COPY --from=build /app/dist dist
 # The migrations are read at run time (flowgate db migrate, and a worker's start).
 COPY --from=build /app/db/migrations db/migrations
 COPY deploy/cache-policy.example.yaml deploy/
+# Where `flowgate nats setup` writes the bus's keys in the compose stack (a named volume takes this owner).
+RUN mkdir -p /nats && chown node:node /nats
 USER node
 EXPOSE 3000
 ENTRYPOINT ["node", "dist/cli/main.js"]

@@ -30,6 +30,18 @@ describe('the full development stack', () => {
     expect(compose.services.jaeger!.environment!.COLLECTOR_OTLP_ENABLED).toBe('true')
   })
 
+  it('runs the full stack on a locked-down bus: keys made once by flowgate nats setup, each process with its role\'s seed', () => {
+    expect(compose.services['nats-keys']!.command).toEqual(['nats', 'setup', '/nats', '--listen', '0.0.0.0:4222', '--store', '/data'])
+    expect(compose.services['nats-locked']!.command).toEqual(['-c', '/nats/nats-server.conf'])
+    for (const [service, role] of [['flowgate-gateway', 'gateway'], ['flowgate-flows', 'flows'], ['flowgate-subscriber', 'subscriber']] as const) {
+      const env = compose.services[service]!.environment!
+      expect(env.NATS_URL, service).toBe('nats://nats-locked:4222')
+      expect(env.NATS_NKEY_SEED, service).toBe(`/nats/${role}.nk`)
+    }
+    // In a container the gateway must listen beyond loopback (development's default is 127.0.0.1).
+    expect(compose.services['flowgate-gateway']!.environment!.HOST).toBe('0.0.0.0')
+  })
+
   it('scrapes every Flowgate process where compose makes it serve /metrics', () => {
     const portOf: Record<string, string> = {
       'flowgate-gateway': compose.services['flowgate-gateway']!.environment!.PORT ?? '3000',
