@@ -9,6 +9,7 @@ import type { Host } from '../lib/metrics.js'
 import { NatsConnectError } from '../lib/nats.js'
 import type { Running } from '../lib/shutdown.js'
 import type { Tracing } from '../lib/telemetry.js'
+import { cancelEarlyOpens, openEmbeddedDatabase } from '../db/pglite-client.js'
 import { busConfig, NatsMissingError, startLocalBus, type LocalBus } from './dev-nats.js'
 
 type Starter = (config: Config, log: Logger, host: Host) => Promise<Running>
@@ -20,7 +21,7 @@ const out = (line: string) => console.log(line)
 
 // Loaded on demand so that `flowgate flows` does not import the gateway, and so on.
 // In start order for `flowgate start` (the proxy before the flows that use it, the gateway last so
-// it finds the flows at once); stopped in reverse.
+// its first discovery round waits for the flows); stopped in reverse.
 // A Map: the command name is what the user typed (`flowgate constructor` must be an unknown command).
 const processes = new Map<string, () => Promise<Starter>>([
   ['cache-proxy', async () => (await import('../cache-proxy/main.js')).start],
@@ -135,6 +136,7 @@ async function main(argv: string[]): Promise<number> {
   const stopAll = async (): Promise<boolean> => {
     let clean = true
     for (const r of started.reverse()) clean = (await r.close()) && clean
+    await cancelEarlyOpens()
     // Last, so the spans of the shutdown itself go out too (bounded by the export timeout).
     await tracing?.shutdown().catch((err: unknown) => log.warn({ err }, 'span export at shutdown failed'))
     bus?.stop()
@@ -158,6 +160,9 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal)
   })
 
+  // The embedded database opens on its own thread while the parts load (db/pglite-client.ts).
+  if (names.includes('flows') && config.databaseUrl === undefined) void openEmbeddedDatabase(config.dataDir, { early: true })
+
   // Try it at once: in development with no services file, two demo upstreams behind /api/products.
   let runConfig = config
   const demo = command === 'start' && config.nodeEnv === 'development' && config.servicesFile === undefined && config.demoUpstreams
@@ -175,10 +180,24 @@ async function main(argv: string[]): Promise<number> {
       started.push(upstreams)
       runConfig = Object.freeze({ ...config, servicesFile: upstreams.servicesFile })
     }
+    // The parts start side by side (the flows wait for their database on its own thread while the
+    // gateway builds), except the cache proxy, which the flows use, first; each is told when the
+    // ones before it are up. Stopped in reverse order.
+    const starting: Promise<Running>[] = []
     for (const [i, load] of loading.entries()) {
       const role = ROLE.get(names[i]!)
-      started.push(await (await load)(role === undefined ? runConfig : busConfig(runConfig, role, bus), log, host))
+      const partsStarted = Promise.all(starting).then(
+        () => undefined,
+        () => undefined, // the start fails as a whole, below
+      )
+      const run = load.then((start) => start(role === undefined ? runConfig : busConfig(runConfig, role, bus), log, { ...host, partsStarted }))
+      starting.push(run)
+      if (names[i] === 'cache-proxy') await run
     }
+    const results = await Promise.allSettled(starting)
+    for (const r of results) if (r.status === 'fulfilled') started.push(r.value)
+    const failed = results.find((r) => r.status === 'rejected')
+    if (failed) throw failed.reason
   } catch (err) {
     await stopAll()
     throw err

@@ -6,6 +6,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { nkeys } from 'nats'
+import { nkeyUser } from '../lib/nkey.js'
 import { BUS_ROLES, permissionsOf, type BusRole } from '../lib/bus.js'
 
 export interface ServerOptions {
@@ -81,15 +82,15 @@ export function ensureRoleKeys(dir: string): RoleKeys {
   const keys = {} as RoleKeys
   for (const role of BUS_ROLES) {
     const file = seedFile(dir, role)
-    let pair
+    let seed: Uint8Array
     if (existsSync(file)) {
-      pair = nkeys.fromSeed(new TextEncoder().encode(readFileSync(file, 'utf8').trim()))
+      seed = new TextEncoder().encode(readFileSync(file, 'utf8').trim())
     } else {
-      pair = nkeys.createUser()
-      writeFileSync(file, `${new TextDecoder().decode(pair.getSeed())}\n`, { mode: 0o600 })
+      seed = nkeys.createUser().getSeed()
+      writeFileSync(file, `${new TextDecoder().decode(seed)}\n`, { mode: 0o600 })
     }
     chmodSync(file, 0o600)
-    keys[role] = pair.getPublicKey()
+    keys[role] = nkeyUser(seed).publicKey
   }
   return keys
 }

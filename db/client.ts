@@ -1,13 +1,17 @@
 // Opens the database: PostgreSQL through a pg pool when DATABASE_URL is set, otherwise an embedded
 // PostgreSQL (PGlite) under DATA_DIR. Both give the same Drizzle database type, so flows never know.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { PGlite } from '@electric-sql/pglite'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { sql } from 'drizzle-orm'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
+import { openEmbeddedDatabase } from './pglite-client.js'
 import { schema } from './schema.js'
+
+export { DatabaseLockedError } from './pglite-client.js'
 
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
 
@@ -79,23 +83,12 @@ async function openPostgres(config: DatabaseConfig, url: string, log: Logger): P
 }
 
 async function openPglite(config: DatabaseConfig, log: Logger): Promise<DatabaseHandle> {
-  const { PGlite } = await import('@electric-sql/pglite')
   const { drizzle } = await import('drizzle-orm/pglite')
   const { migrate } = await import('drizzle-orm/pglite/migrator')
-  const dir = join(config.dataDir, 'pglite')
-  mkdirSync(dir, { recursive: true })
-  const releaseLock = lockDataDir(join(config.dataDir, 'pglite.pid'))
-  let client: InstanceType<typeof PGlite>
-  try {
-    // PostgreSQL's default 128 MB of shared buffers are set up at every open, a few hundred ms of CPU
-    // on the way to `npm start` being ready; an embedded development database of a few rows needs 16 MB.
-    client = await PGlite.create(dir, { postgresqlconf: ['shared_buffers=16MB'] })
-  } catch (err) {
-    releaseLock()
-    throw err
-  }
-  log.info({ dataDir: dir }, 'using the embedded database (PGlite); set DATABASE_URL to use PostgreSQL')
-  const db = drizzle({ client, schema })
+  const client = await openEmbeddedDatabase(config.dataDir)
+  log.info({ dataDir: join(config.dataDir, 'pglite') }, 'using the embedded database (PGlite); set DATABASE_URL to use PostgreSQL')
+  // The thread's client has the part of PGlite's interface the driver uses (db/pglite-client.ts).
+  const db = drizzle({ client: client as unknown as PGlite, schema })
   return {
     db: db as unknown as Database,
     kind: 'pglite',
@@ -103,59 +96,6 @@ async function openPglite(config: DatabaseConfig, log: Logger): Promise<Database
       await db.execute(sql`select 1`)
     },
     migrate: () => migrate(db, { migrationsFolder: migrationsFolder() }),
-    async close() {
-      try {
-        await client.close()
-      } finally {
-        releaseLock()
-      }
-    },
-  }
-}
-
-export class DatabaseLockedError extends Error {
-  constructor(pid: number, file: string) {
-    super(
-      `The embedded database is in use by process ${pid} (${file}). PGlite allows one process: stop it first ` +
-        '(in development `flowgate start` already migrates and seeds it), or set DATABASE_URL to a PostgreSQL server.',
-    )
-    this.name = 'DatabaseLockedError'
-  }
-}
-
-// Data dirs this process holds: a second open in the same process is refused like one from another.
-const heldHere = new Set<string>()
-
-/**
- * PGlite is single-process: a pid file, created exclusively, keeps a second opener (a seed, a
- * second worker, in this process or another) out. A file left by a dead process is taken over.
- */
-function lockDataDir(file: string): () => void {
-  if (heldHere.has(file)) throw new DatabaseLockedError(process.pid, file)
-  for (let attempt = 0; ; attempt++) {
-    try {
-      writeFileSync(file, String(process.pid), { flag: 'wx' })
-      break
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err
-      const pid = Number(readFileSync(file, 'utf8').trim())
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new DatabaseLockedError(pid, file)
-      rmSync(file, { force: true })
-    }
-  }
-  heldHere.add(file)
-  return () => {
-    heldHere.delete(file)
-    rmSync(file, { force: true })
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    close: () => client.close(),
   }
 }

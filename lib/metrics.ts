@@ -10,6 +10,11 @@ export interface Host {
   tracing?: Tracing
   /** When given, the part registers its metrics here and serves none itself (the gateway serves this one). */
   registry?: Registry
+  /**
+   * Resolves when the parts this one starts beside in the same process are up (under `flowgate
+   * start`, the gateway's first discovery round waits for the flows, so that round sees them).
+   */
+  partsStarted?: Promise<void>
 }
 
 /** The value a label takes once `max` distinct values were seen. */

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs'
-import { connect, credsAuthenticator, ErrorCode, nkeyAuthenticator, type ConnectionOptions, type NatsConnection, type Status } from 'nats'
+import { connect, credsAuthenticator, ErrorCode, type ConnectionOptions, type NatsConnection, type Status } from 'nats'
 import { inboxPrefix, type BusRole } from './bus.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
+import { nkeyAuthenticator } from './nkey.js'
 
 export type { NatsConnection }
 
@@ -34,7 +35,7 @@ export function natsServers(config: Pick<Config, 'natsUrl'>): string[] {
 export function natsAuthOptions(config: NatsSettings): Partial<ConnectionOptions> {
   const options: Partial<ConnectionOptions> = {}
   if (config.natsCreds !== undefined) options.authenticator = credsAuthenticator(readSecret('NATS_CREDS', config.natsCreds))
-  else if (config.natsNkeySeed !== undefined) options.authenticator = nkeyAuthenticator(nkeySeed(config.natsNkeySeed))
+  else if (config.natsNkeySeed !== undefined) options.authenticator = seedAuthenticator(nkeySeed(config.natsNkeySeed))
   if (config.natsUser !== undefined) {
     options.user = config.natsUser
     options.pass = config.natsPassword
@@ -56,6 +57,14 @@ function nkeySeed(value: string): Uint8Array {
   return new TextEncoder().encode(text)
 }
 const NKEY_SEED = /^SU[A-Z2-7]{56}$/
+
+function seedAuthenticator(seed: Uint8Array): ReturnType<typeof nkeyAuthenticator> {
+  try {
+    return nkeyAuthenticator(seed)
+  } catch {
+    throw new NatsConnectError('NATS_NKEY_SEED: not a valid NKey user seed (its checksum does not match)')
+  }
+}
 
 function readSecret(variable: string, path: string): Uint8Array {
   try {

@@ -49,6 +49,7 @@ async function startOn(http: GatewayHttpServer, closers: Closer[], config: Confi
   const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge, http })
   // The server stops taking requests and lets those in flight finish before the gateway lets go of NATS.
   closers.push({ name: 'gateway', close: () => gateway.close() })
+  await host.partsStarted
   await gateway.discovery.refresh()
   // A proxy route taking a flow's requests is a start-up error, not a silent winner.
   gateway.upstreams.checkFlows(gateway.discovery.table())
