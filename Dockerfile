@@ -22,8 +22,10 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
-# The migrations are read at run time (flowgate db migrate, and a worker's start).
+# The migrations are read at run time (flowgate db migrate, and a worker's start); the embedded
+# database's thread is plain JavaScript, run from db/ (used when DATABASE_URL is unset).
 COPY --from=build /app/db/migrations db/migrations
+COPY --from=build /app/db/pglite-thread.mjs db/
 COPY deploy/cache-policy.example.yaml deploy/
 # Where `flowgate nats setup` writes the bus's keys in the compose stack (a named volume takes this owner).
 RUN mkdir -p /nats && chown node:node /nats
