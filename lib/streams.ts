@@ -1,6 +1,6 @@
 // The gateway event stream and the blocklist bucket, declared once for the gateway, the subscriber
 // and the CLI. Both are created when absent and checked (limits brought back to config) when present.
-import { DiscardPolicy, nanos, RetentionPolicy, StorageType, type KV, type NatsConnection, type StreamConfig } from 'nats'
+import { DiscardPolicy, nanos, RetentionPolicy, StorageType, type KV, type KvEntry, type NatsConnection, type StreamConfig } from 'nats'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import { buckets, streams, subjects } from './subjects.js'
@@ -80,5 +80,42 @@ export function retryInBackground(name: string, attempt: () => Promise<unknown>,
   return () => {
     stopped = true
     clearTimeout(timer)
+  }
+}
+
+/**
+ * Follows every key of a KV bucket in the background: the bucket is opened when JetStream is there
+ * (retried until then), its current values and then each change go to `apply`, `initialized` is
+ * called once the current values were read, and a watch that ends in an error is logged. Returns
+ * the stop.
+ */
+export function watchBucketInBackground(
+  name: string,
+  open: () => Promise<KV>,
+  apply: (e: KvEntry) => void,
+  log: Logger,
+  initialized?: () => void,
+): () => void {
+  let closed = false
+  let stopWatch: (() => void) | undefined
+  const stopRetry = retryInBackground(
+    `watch ${name}`,
+    async () => {
+      if (closed) return
+      const bucket = await open()
+      const iter = await bucket.watch({ key: '>', ...(initialized ? { initializedFn: initialized } : {}) })
+      stopWatch = () => iter.stop()
+      void (async () => {
+        for await (const e of iter) apply(e)
+      })().catch((err: unknown) => {
+        if (!closed) log.error({ err }, `${name} watch stopped`)
+      })
+    },
+    log,
+  )
+  return () => {
+    closed = true
+    stopRetry()
+    stopWatch?.()
   }
 }

@@ -5,7 +5,7 @@ import type { KvEntry, NatsConnection } from 'nats'
 import { addressOfBlockKey, createBlocklistStore, readBlockEntry } from '../../lib/blocklist.js'
 import type { Config } from '../../lib/config.js'
 import type { Logger } from '../../lib/logger.js'
-import { openBlocklistBucket, retryInBackground } from '../../lib/streams.js'
+import { openBlocklistBucket, watchBucketInBackground } from '../../lib/streams.js'
 import type { BlockEntry } from '../../schemas/events.js'
 
 const MAX_BLOCKS = 100_000
@@ -29,24 +29,7 @@ export function createBlocklist(nc: NatsConnection, config: Pick<Config, 'autoBl
   const live = new Map<string, BlockEntry>()
   const store = createBlocklistStore(nc, config)
   let initialized = false
-  let closed = false
-  let stopWatch: (() => void) | undefined
-
-  const stopRetry = retryInBackground(
-    'watch blocklist',
-    async () => {
-      if (closed) return
-      const bucket = await openBlocklistBucket(nc, config)
-      const iter = await bucket.watch({ key: '>', initializedFn: () => (initialized = true) })
-      stopWatch = () => iter.stop()
-      void (async () => {
-        for await (const e of iter) apply(e)
-      })().catch((err: unknown) => {
-        if (!closed) log.error({ err }, 'blocklist watch stopped')
-      })
-    },
-    log,
-  )
+  const stopWatch = watchBucketInBackground('blocklist', () => openBlocklistBucket(nc, config), (e) => apply(e), log, () => (initialized = true))
 
   function apply(e: KvEntry) {
     if (e.operation === 'DEL' || e.operation === 'PURGE') {
@@ -102,9 +85,7 @@ export function createBlocklist(nc: NatsConnection, config: Pick<Config, 'autoBl
     },
     ready: () => initialized,
     async close() {
-      closed = true
-      stopRetry()
-      stopWatch?.()
+      stopWatch()
     },
   }
 }

@@ -6,7 +6,7 @@
 import type { KvEntry, NatsConnection } from 'nats'
 import type { Logger } from '../../lib/logger.js'
 import { openServicesBucket, readInstance, serviceOfKey } from '../../lib/service-registry.js'
-import { retryInBackground } from '../../lib/streams.js'
+import { watchBucketInBackground } from '../../lib/streams.js'
 import { targetUrl } from './services-file.js'
 import type { TargetSpec } from './spec.js'
 import { MAX_DISCOVERED, type Upstreams } from './upstreams.js'
@@ -23,25 +23,8 @@ interface Live {
 /** Watches the bucket in the background (the gateway starts without JetStream and catches up). */
 export function watchServiceRegistry(nc: NatsConnection, upstreams: Upstreams, log: Logger, now: () => number = Date.now): { close(): void } {
   const byService = new Map<string, Map<string, Live>>()
-  let closed = false
-  let stopWatch: (() => void) | undefined
   let keys = 0
-
-  const stopRetry = retryInBackground(
-    'watch service registry',
-    async () => {
-      if (closed) return
-      const bucket = await openServicesBucket(nc)
-      const iter = await bucket.watch({ key: '>' })
-      stopWatch = () => iter.stop()
-      void (async () => {
-        for await (const e of iter) apply(e)
-      })().catch((err: unknown) => {
-        if (!closed) log.error({ err }, 'service registry watch stopped')
-      })
-    },
-    log,
-  )
+  const stopWatch = watchBucketInBackground('service registry', () => openServicesBucket(nc), (e) => apply(e), log)
 
   function apply(e: KvEntry) {
     const service = serviceOfKey(e.key)
@@ -109,10 +92,8 @@ export function watchServiceRegistry(nc: NatsConnection, upstreams: Upstreams, l
 
   return {
     close() {
-      closed = true
       clearInterval(sweep)
-      stopRetry()
-      stopWatch?.()
+      stopWatch()
     },
   }
 }
