@@ -107,6 +107,12 @@ describe('GraphQL-over-HTTP requests', () => {
     expect(paramsFromBody(`{"query":"{a}","operationName":"${'a'.repeat(128)}"}`)).toEqual({ query: '{a}', operationName: 'a'.repeat(128) })
     expect(paramsFromBody('{"query":"{a}","operationName":"1a"}')).toMatchObject({ refused: 'BAD_REQUEST' })
     expect(paramsFromBody('null')).toMatchObject({ message: 'The body must be a JSON object' })
+    // A parameter given twice, however it is spelled: parsers differ on which one they keep.
+    expect(paramsFromBody('{"query":"{a}","query":"{__schema{description}}"}')).toMatchObject({ refused: 'BAD_REQUEST', message: '"query" is given more than once' })
+    expect(paramsFromBody('{"query":"{a}", "\\u0071uery" : "{b}"}')).toMatchObject({ message: '"query" is given more than once' })
+    expect(paramsFromBody('{"query":"{a}","operationName":"A","operationName":"B"}')).toMatchObject({ message: '"operationName" is given more than once' })
+    // Nested keys and strings that look like keys are not the top level's.
+    expect(paramsFromBody('{"variables":{"query":1,"x":{"query":2}},"query":"{a} \\",\\"query\\":","extensions":{"a":["query","query"]}}')).toEqual({ query: '{a} ","query":', operationName: undefined })
   })
 
   it('answers in the type the client accepts, with the status the spec gives it', () => {

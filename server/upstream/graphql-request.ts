@@ -57,6 +57,8 @@ export function paramsFromBody(text: string): GraphqlParams | Refusal {
   }
   if (Array.isArray(body)) return refusal('BAD_REQUEST', 'Batched requests (a JSON array) are not supported')
   if (!isMap(body)) return refusal('BAD_REQUEST', 'The body must be a JSON object')
+  const twice = repeatedKey(text)
+  if (twice !== undefined) return refusal('BAD_REQUEST', `"${twice}" is given more than once`)
   const query = own(body, 'query')
   if (typeof query !== 'string') return refusal('BAD_REQUEST', 'A GraphQL request needs a "query" string')
   for (const key of ['variables', 'extensions'] as const) {
@@ -75,6 +77,38 @@ function withName(query: string, name: string | null): GraphqlParams | Refusal {
     return refusal('BAD_REQUEST', `"operationName" must be a GraphQL name of at most ${MAX_OPERATION_NAME} characters`)
   }
   return { query, operationName: name }
+}
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+/**
+ * A GraphQL parameter named twice at the top level of a JSON object text that parsed, if any.
+ * JSON.parse keeps the last of duplicate keys, and other parsers may keep the first: by hand,
+ * because no JSON parser at hand reports duplicates. Keys are decoded, so an escaped spelling
+ * (`"\u0071uery"`) counts as the same name.
+ */
+function repeatedKey(text: string): string | undefined {
+  const seen = new Set<string>()
+  let depth = 0
+  let keyNext = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === QUOTE) {
+      const start = i
+      for (i++; text.charCodeAt(i) !== QUOTE; i++) if (text.charCodeAt(i) === BACKSLASH) i++
+      if (depth !== 1 || !keyNext) continue
+      keyNext = false
+      const key = JSON.parse(text.slice(start, i + 1)) as string
+      if (!(PARAMS as readonly string[]).includes(key)) continue
+      if (seen.has(key)) return key
+      seen.add(key)
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++
+      keyNext = depth === 1
+    } else if (c === 0x7d || c === 0x5d) depth--
+    else if (c === 0x2c && depth === 1) keyNext = true
+  }
+  return undefined
 }
 
 function isMap(value: unknown): value is Record<string, unknown> {

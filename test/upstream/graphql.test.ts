@@ -282,6 +282,7 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
       ['{"query":42}', 'A GraphQL request needs a "query" string'],
       ['{"query":{"__proto__":"x"}}', 'A GraphQL request needs a "query" string'],
       ['{"variables":{}}', 'A GraphQL request needs a "query" string'],
+      ['{"query":"{ hello }","query":"{ __schema { description } }"}', '"query" is given more than once'],
       ['{"query":"{ hello }","variables":[1]}', '"variables" must be an object'],
       ['{"query":"{ hello }","variables":"{}"}', '"variables" must be an object'],
       ['{"query":"{ hello }","extensions":7}', '"extensions" must be an object'],
