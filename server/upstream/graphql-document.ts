@@ -57,7 +57,8 @@ export function refusal(refused: RefusalCode, message: string): Refusal {
 
 /** The operation `operationName` (or the only one) of `query`, within the route's limits, or why not. */
 export function analyseDocument(query: string, operationName: string | undefined, limits: GraphqlSettings): Analysis {
-  if (query.length > limits.maxDocumentBytes || Buffer.byteLength(query) > limits.maxDocumentBytes) {
+  // A UTF-16 code unit is 1 to 3 UTF-8 bytes: the byte count is needed only near the limit.
+  if (query.length > limits.maxDocumentBytes || (query.length * 3 > limits.maxDocumentBytes && Buffer.byteLength(query) > limits.maxDocumentBytes)) {
     return refusal('PAYLOAD_TOO_LARGE', `The document is larger than ${limits.maxDocumentBytes} bytes`)
   }
   let doc: DocumentNode
