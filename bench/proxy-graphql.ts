@@ -4,17 +4,10 @@
 // route adds is the difference), edge off, log line on, in rounds side by side; each ratio is the
 // median of the per-round ratios.
 import type autocannon from 'autocannon'
+import type { Result } from './proxy.js'
 
 export const GRAPHQL_BODY = JSON.stringify({ query: 'query Product($id: ID!) { product(id: $id) { id name price tags } }', operationName: 'Product', variables: { id: '42' } })
 const REQUEST: Partial<autocannon.Options> = { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' }, body: GRAPHQL_BODY }
-
-interface Result {
-  rps: number
-  p50: number
-  p99: number
-  errors: number
-  cpuUs: Record<string, number>
-}
 
 export interface ScenarioDeps {
   start(name: string, args: string[]): Promise<void>

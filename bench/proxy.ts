@@ -49,7 +49,7 @@ function cpuOf(name: string): Promise<number> {
   })
 }
 
-interface Result {
+export interface Result {
   rps: number
   p50: number
   p99: number

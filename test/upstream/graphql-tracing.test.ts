@@ -1,8 +1,7 @@
 // The server span of a GraphQL request carries the operation as OpenTelemetry's semantic conventions
 // name it (`graphql.operation.type`, `graphql.operation.name`); the document (`graphql.document`)
 // only on a route that asks for it, since documents may hold secrets. Exported over OTLP/HTTP to a
-// real HTTP server standing in for the collector.
-import { createServer, type Server } from 'node:http'
+// real receiver standing in for the collector.
 import { connect } from 'nats'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -10,41 +9,21 @@ import { createTokenService } from '../../lib/auth.js'
 import { createTracing } from '../../lib/telemetry.js'
 import { buildGateway } from '../../server/gateway.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
-import { freePort } from '../harness/process.js'
+import { startOtlpReceiver, type OtlpReceiver } from '../harness/otlp.js'
 import { captureLogs, testConfig } from '../harness/stack.js'
 import { servicesFile } from './harness.js'
 import { startGraphqlUpstream, type GraphqlUpstream } from './graphql-server.js'
 
-interface OtlpSpan {
-  traceId: string
-  name: string
-  attributes: Array<{ key: string; value: { stringValue?: string } }>
-}
-
 let nats: NatsServer
 let gql: GraphqlUpstream
-let collector: Server
-const spans: OtlpSpan[] = []
-let endpoint = ''
+let receiver: OtlpReceiver
 
 beforeAll(async () => {
-  ;[nats, gql] = await Promise.all([startNats(), startGraphqlUpstream()])
-  const port = await freePort()
-  collector = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => (body += c.toString()))
-    req.on('end', () => {
-      const doc = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }
-      for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans)
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-    })
-  })
-  await new Promise<void>((resolve) => collector.listen(port, '127.0.0.1', resolve))
-  endpoint = `http://127.0.0.1:${port}`
+  ;[nats, gql, receiver] = await Promise.all([startNats(), startGraphqlUpstream(), startOtlpReceiver()])
 })
 
 afterAll(async () => {
-  await new Promise((r) => collector?.close(r))
+  await receiver?.close()
   await gql?.stop()
   await nats?.stop()
 })
@@ -58,7 +37,7 @@ describe('GraphQL spans', () => {
         { path: '/recorded/graphql', upstream: 'gql', auth: 'public', graphql: { recordDocument: true } },
       ],
     })
-    const config = testConfig(nats.url, { otelEndpoint: endpoint, servicesFile: file.path })
+    const config = testConfig(nats.url, { otelEndpoint: receiver.endpoint, servicesFile: file.path })
     const tracing = await createTracing(config, 'test')
     const nc = await connect({ servers: nats.url })
     const gateway = await buildGateway(config, { nats: nc, log: captureLogs('silent').log, tokens: createTokenService(config), tracing, registry: new Registry() })
@@ -74,12 +53,12 @@ describe('GraphQL spans', () => {
     await tracing.shutdown() // flushes the batch to the collector
 
     const attrs = (traceId: string, route = '/graphql') => {
-      const span = spans.find((s) => s.traceId === traceId && s.name === `POST ${route}`)!
-      return Object.fromEntries(span.attributes.filter((a) => a.key.startsWith('graphql.')).map((a) => [a.key, a.value.stringValue]))
+      const span = receiver.trace(traceId).find((s) => s.name === `POST ${route}`)!
+      return Object.fromEntries(Object.entries(span.attributes).filter(([key]) => key.startsWith('graphql.')))
     }
     expect(attrs(traces[0]!)).toEqual({ 'graphql.operation.type': 'query', 'graphql.operation.name': 'Login' })
     expect(attrs(traces[1]!, '/recorded/graphql')).toEqual({ 'graphql.operation.type': 'query', 'graphql.operation.name': 'Login', 'graphql.document': secretQuery })
     expect(attrs(traces[2]!)).toEqual({ 'graphql.operation.type': 'query' })
-    expect(JSON.stringify(spans.filter((s) => s.traceId !== traces[1]))).not.toContain('s3cret-token')
+    expect(JSON.stringify(receiver.spans.filter((s) => s.traceId !== traces[1]), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toContain('s3cret-token')
   })
 })
