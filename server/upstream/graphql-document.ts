@@ -30,6 +30,7 @@ export interface Operation {
 /** Why the gateway answers a request itself (the GraphQL-over-HTTP status of each is in graphql-answer.ts). */
 export type RefusalCode =
   | 'BAD_REQUEST'
+  | 'INVALID_REQUEST'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'METHOD_NOT_ALLOWED'
@@ -41,6 +42,8 @@ export interface Refusal {
   refused: RefusalCode
   message: string
   locations?: ReadonlyArray<{ line: number; column: number }>
+  /** The operation, when it was known before the refusal (a limit it breaks). */
+  operation?: Operation
 }
 
 export type Analysis = { operation: Operation } | Refusal
@@ -73,24 +76,20 @@ export function analyseDocument(query: string, operationName: string | undefined
   const chosen = chooseOperation(doc, operationName)
   if ('refused' in chosen) return chosen
   const { op, fragments } = chosen
+  const operation: Operation = { type: op.operation as OperationType, name: op.name?.value }
+  const invalid = (message: string): Refusal => ({ ...refusal('GRAPHQL_VALIDATION_FAILED', message), operation })
   let m: Measure
   try {
     m = new Measurer(fragments).selectionSet(op.selectionSet, 0)
   } catch (err) {
-    if (err instanceof Refused) return err.refusal
+    if (err instanceof Refused) return { ...err.refusal, operation }
     throw err
   }
-  if (!limits.introspection && m.introspection) return refusal('GRAPHQL_VALIDATION_FAILED', 'Introspection is disabled on this route')
-  if (limits.maxDepth !== undefined && m.depth > limits.maxDepth) {
-    return refusal('GRAPHQL_VALIDATION_FAILED', `The operation is ${m.depth} fields deep; at most ${limits.maxDepth} are allowed`)
-  }
-  if (limits.maxAliases !== undefined && m.aliases > limits.maxAliases) {
-    return refusal('GRAPHQL_VALIDATION_FAILED', `The operation has more than ${limits.maxAliases} aliases`)
-  }
-  if (limits.maxRootFields !== undefined && m.fields > limits.maxRootFields) {
-    return refusal('GRAPHQL_VALIDATION_FAILED', `The operation asks for more than ${limits.maxRootFields} root fields`)
-  }
-  return { operation: { type: op.operation as OperationType, name: op.name?.value } }
+  if (!limits.introspection && m.introspection) return invalid('Introspection is disabled on this route')
+  if (limits.maxDepth !== undefined && m.depth > limits.maxDepth) return invalid(`The operation is ${m.depth} fields deep; at most ${limits.maxDepth} are allowed`)
+  if (limits.maxAliases !== undefined && m.aliases > limits.maxAliases) return invalid(`The operation has more than ${limits.maxAliases} aliases`)
+  if (limits.maxRootFields !== undefined && m.fields > limits.maxRootFields) return invalid(`The operation asks for more than ${limits.maxRootFields} root fields`)
+  return { operation }
 }
 
 /** One lexer pass: a token count over `maxTokens` or brackets nested past MAX_NESTING refuse the document unparsed. */

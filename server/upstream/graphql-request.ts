@@ -20,22 +20,23 @@ export function paramsFromSearch(search: string): GraphqlParams | Refusal | unde
   let any = false
   for (const key of PARAMS) {
     const n = qs.getAll(key).length
-    if (n > 1) return refusal('BAD_REQUEST', `"${key}" is given more than once`)
+    if (n > 1) return refusal('INVALID_REQUEST', `"${key}" is given more than once`)
     any ||= n === 1
   }
   if (!any) return undefined
   const query = qs.get('query')
-  if (query === null) return refusal('BAD_REQUEST', 'A GraphQL request needs a "query" string')
+  if (query === null) return refusal('INVALID_REQUEST', 'A GraphQL request needs a "query" string')
   for (const key of ['variables', 'extensions'] as const) {
     const text = qs.get(key)
-    if (text === null) continue
+    // The empty string is the same as no parameter (GraphQL over HTTP, GET).
+    if (text === null || text === '') continue
     let value: unknown
     try {
       value = JSON.parse(text)
     } catch {
-      return refusal('BAD_REQUEST', `"${key}" must be a JSON-encoded object`)
+      return refusal('INVALID_REQUEST', `"${key}" must be a JSON-encoded object`)
     }
-    if (!isMap(value) && value !== null) return refusal('BAD_REQUEST', `"${key}" must be a JSON-encoded object`)
+    if (!isMap(value) && value !== null) return refusal('INVALID_REQUEST', `"${key}" must be a JSON-encoded object`)
   }
   return withName(query, qs.get('operationName'))
 }
@@ -55,18 +56,18 @@ export function paramsFromBody(text: string): GraphqlParams | Refusal {
   } catch {
     return refusal('BAD_REQUEST', 'The body is not JSON')
   }
-  if (Array.isArray(body)) return refusal('BAD_REQUEST', 'Batched requests (a JSON array) are not supported')
-  if (!isMap(body)) return refusal('BAD_REQUEST', 'The body must be a JSON object')
+  if (Array.isArray(body)) return refusal('INVALID_REQUEST', 'Batched requests (a JSON array) are not supported')
+  if (!isMap(body)) return refusal('INVALID_REQUEST', 'The body must be a JSON object')
   const twice = repeatedKey(text)
-  if (twice !== undefined) return refusal('BAD_REQUEST', `"${twice}" is given more than once`)
+  if (twice !== undefined) return refusal('INVALID_REQUEST', `"${twice}" is given more than once`)
   const query = own(body, 'query')
-  if (typeof query !== 'string') return refusal('BAD_REQUEST', 'A GraphQL request needs a "query" string')
+  if (typeof query !== 'string') return refusal('INVALID_REQUEST', 'A GraphQL request needs a "query" string')
   for (const key of ['variables', 'extensions'] as const) {
     const value = own(body, key)
-    if (value !== undefined && value !== null && !isMap(value)) return refusal('BAD_REQUEST', `"${key}" must be an object`)
+    if (value !== undefined && value !== null && !isMap(value)) return refusal('INVALID_REQUEST', `"${key}" must be an object`)
   }
   const name = own(body, 'operationName')
-  if (name !== undefined && name !== null && typeof name !== 'string') return refusal('BAD_REQUEST', '"operationName" must be a string')
+  if (name !== undefined && name !== null && typeof name !== 'string') return refusal('INVALID_REQUEST', '"operationName" must be a string')
   return withName(query, name ?? null)
 }
 
@@ -74,7 +75,7 @@ function withName(query: string, name: string | null): GraphqlParams | Refusal {
   if (name === null || name === '') return { query, operationName: undefined }
   // Checked before it is looked up, echoed or used as a label: a name is short and spelled as GraphQL's Name.
   if (name.length > MAX_OPERATION_NAME || !NAME.test(name)) {
-    return refusal('BAD_REQUEST', `"operationName" must be a GraphQL name of at most ${MAX_OPERATION_NAME} characters`)
+    return refusal('INVALID_REQUEST', `"operationName" must be a GraphQL name of at most ${MAX_OPERATION_NAME} characters`)
   }
   return { query, operationName: name }
 }

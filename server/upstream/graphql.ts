@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { mediaType } from '../catch-all.js'
 import type { ProxyTarget } from '../resolver.js'
 import { bodyLength, readLimited } from './body.js'
-import { refusalAnswer, wantsGraphqlResponse } from './graphql-answer.js'
+import { GRAPHQL_RESPONSE_TYPE, refusalAnswer } from './graphql-answer.js'
 import { analyseDocument, refusal, type Operation, type Refusal } from './graphql-document.js'
 import type { GraphqlMetrics } from './graphql-metrics.js'
 import { paramsFromBody, paramsFromSearch, searchHasParams, type GraphqlParams } from './graphql-request.js'
@@ -37,7 +37,7 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
     if (mediaType(request.headers['content-type']) !== 'application/json') {
       return refuse(request, reply, target, refusal('UNSUPPORTED_MEDIA_TYPE', 'Send the GraphQL request as application/json'), true)
     }
-    if (searchHasParams(search)) return refuse(request, reply, target, refusal('BAD_REQUEST', 'A POST carries its GraphQL parameters in the body, not the URL'), true)
+    if (searchHasParams(search)) return refuse(request, reply, target, refusal('INVALID_REQUEST', 'A POST carries its GraphQL parameters in the body, not the URL'), true)
     const limit = target.route.spec.bodyLimitBytes
     const length = bodyLength(request)
     if (length === -1) return refuse(request, reply, target, refusal('BAD_REQUEST', 'The body is empty'), false)
@@ -62,7 +62,7 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
     const analysis = analyseDocument(params.query, params.operationName, settings)
     if ('refused' in analysis) return refuse(request, reply, target, analysis, false)
     const op = analysis.operation
-    describe(request, target, op, false)
+    noteOperation(request, target, op, false)
     if (request.span?.recording) {
       request.span.setAttributes({
         'graphql.operation.type': op.type,
@@ -79,7 +79,7 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
     return forward(request, reply, target, path, body === undefined ? bodyLength(request) : body.length, deps, { body, safe })
   }
 
-  function describe(request: FastifyRequest, target: ProxyTarget, op: Operation | undefined, refused: boolean): void {
+  function noteOperation(request: FastifyRequest, target: ProxyTarget, op: Operation | undefined, refused: boolean): void {
     const route = target.template
     const name = op?.name !== undefined && op.name.length <= MAX_OPERATION_NAME ? op.name : undefined
     const settings = target.route.spec.graphql!
@@ -95,11 +95,11 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
 
   /** The gateway's own answer; `unread`: the body was left (partly) unread, so the connection closes after it. */
   function refuse(request: FastifyRequest, reply: FastifyReply, target: ProxyTarget, r: Refusal, unread: boolean): FastifyReply {
-    if (request.graphql === undefined) describe(request, target, undefined, true)
+    if (request.graphql === undefined) noteOperation(request, target, r.operation, true)
     else request.graphql.refused = true
-    const answer = refusalAnswer(r, wantsGraphqlResponse(request.headers.accept))
+    const answer = refusalAnswer(r)
     request.errorCode = answer.errorCode
     if (unread) reply.header('connection', 'close')
-    return reply.code(answer.status).header('content-type', answer.contentType).send(answer.body)
+    return reply.code(answer.status).header('content-type', GRAPHQL_RESPONSE_TYPE).send(answer.body)
   }
 }

@@ -141,7 +141,7 @@ describe('GraphQL routes: forwarding', () => {
     expect((await post('/named/graphql', JSON.stringify({ query: '{ hello }' }))).status).toBe(200)
     expect((await post('/named/graphql', JSON.stringify({ query: 'mutation Bump { bump }' }))).status).toBe(200)
     const refusedOne = await post('/named/graphql', JSON.stringify({ query: '{ hello' }))
-    expect(refusedOne.status).toBe(200) // application/json: a document error is a 200 with errors
+    expect(refusedOne.status).toBe(400)
     const text = await metricsText()
     const labels = (type: string, name: string) => `upstream="gql",route="/named/graphql",operation_type="${type}",operation_name="${name}"`
     expect(series(text, 'flowgate_graphql_requests_total').filter((l) => l.includes('/named/graphql'))).toEqual(
@@ -196,17 +196,15 @@ describe('GraphQL routes: forwarding', () => {
 })
 
 describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape', () => {
-  it('a document that does not parse: 400 for application/graphql-response+json, 200 for application/json', async () => {
-    const modern = await refused(() => post('/graphql', JSON.stringify({ query: '{ hello' }), { accept: GQL_RESPONSE }))
-    expect(modern.status).toBe(400)
-    expect(modern.headers.get('content-type')).toBe(`${GQL_RESPONSE}; charset=utf-8`)
-    expect(modern.error.extensions.code).toBe('GRAPHQL_PARSE_FAILED')
-    expect(modern.error.message).toMatch(/^Syntax Error: Expected Name, found <EOF>/)
-    expect(modern.headers.get('x-trace-id')).toMatch(/^[0-9a-f]{32}$/)
-    const legacy = await refused(() => post('/graphql', JSON.stringify({ query: '{ hello' })))
-    expect(legacy.status).toBe(200)
-    expect(legacy.headers.get('content-type')).toBe('application/json; charset=utf-8')
-    expect(legacy.error.extensions.code).toBe('GRAPHQL_PARSE_FAILED')
+  it('a document that does not parse: 400, as application/graphql-response+json to a legacy client too', async () => {
+    for (const accept of [GQL_RESPONSE, 'application/json', 'text/html']) {
+      const res = await refused(() => post('/graphql', JSON.stringify({ query: '{ hello' }), { accept }))
+      expect(res.status).toBe(400)
+      expect(res.headers.get('content-type')).toBe(`${GQL_RESPONSE}; charset=utf-8`)
+      expect(res.error.extensions.code).toBe('GRAPHQL_PARSE_FAILED')
+      expect(res.error.message).toMatch(/^Syntax Error: Expected Name, found <EOF>/)
+      expect(res.headers.get('x-trace-id')).toMatch(/^[0-9a-f]{32}$/)
+    }
   })
 
   it('a 10,000-deep query and 10,000 aliases are refused without parsing them (no stack overflow)', async () => {
@@ -229,6 +227,7 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
     const nest = (n: number) => `{ ${'user(id: "1") { '.repeat(1)}${'friend { '.repeat(n - 2)}name${' }'.repeat(n - 1)} }`
     expect((await post('/graphql', JSON.stringify({ query: nest(8) }))).status).toBe(200)
     const deep = await refused(() => post('/graphql', JSON.stringify({ query: nest(9) }), { accept: GQL_RESPONSE }))
+    expect(deep.status).toBe(422)
     expect(deep.error).toEqual({ message: 'The operation is 9 fields deep; at most 8 are allowed', extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })
     // Depth through fragments counts too.
     const viaFragment = `query { user(id: "1") { ...F } } fragment F on User { ${'friend { '.repeat(7)}name${' }'.repeat(7)} }`
@@ -246,20 +245,25 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
     expect((await post('/graphql', JSON.stringify({ query: '{ __typename }' }))).status).toBe(200)
     const cycle = 'query { ...A } fragment A on Query { ...B } fragment B on Query { hello ...A }'
     expect((await refused(() => post('/graphql', JSON.stringify({ query: cycle })))).error.message).toBe('Cannot spread fragment "A" within itself.')
+    // A document refused by a limit is counted under its operation.
+    await refused(() => post('/graphql', JSON.stringify({ query: `query TooDeep ${nest(9)}` })))
+    expect(series(await metricsText(), 'flowgate_graphql_requests_total')).toContain(
+      'flowgate_graphql_requests_total{upstream="gql",route="/graphql",operation_type="query",operation_name="TooDeep",outcome="refused"} 1',
+    )
   })
 
   it('operation choice: several operations need operationName; an unknown one or a 1 MB one is refused', async () => {
     const two = 'query A { hello } query B { echo(value: "b") }'
     const none = await refused(() => post('/graphql', JSON.stringify({ query: two }), { accept: GQL_RESPONSE }))
     expect(none.error).toEqual({ message: 'Must provide operation name if query contains multiple operations.', extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })
-    expect(none.status).toBe(400)
+    expect(none.status).toBe(422)
     const unknown = await refused(() => post('/graphql', JSON.stringify({ query: two, operationName: 'C' })))
     expect(unknown.error.message).toBe('Unknown operation named "C".')
     const chosen = await post('/graphql', JSON.stringify({ query: two, operationName: 'B' }))
     expect(JSON.parse(chosen.text)).toEqual({ data: { echo: 'b' } })
     const huge = await refused(() => post('/open/graphql', JSON.stringify({ query: '{ hello }', operationName: 'a'.repeat(1024 * 1024) }), { accept: GQL_RESPONSE }))
-    expect(huge.status).toBe(400)
-    expect(huge.error).toEqual({ message: '"operationName" must be a GraphQL name of at most 128 characters', extensions: { code: 'BAD_REQUEST' } })
+    expect(huge.status).toBe(422)
+    expect(huge.error).toEqual({ message: '"operationName" must be a GraphQL name of at most 128 characters', extensions: { code: 'INVALID_REQUEST' } })
     expect(huge.text.length).toBeLessThan(300)
   })
 
@@ -273,10 +277,13 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
     expect(JSON.parse((await post('/graphql', JSON.stringify({ query: 'mutation { bump }' }))).text)).toEqual({ data: { bump: before + 1 } })
   })
 
-  it('requests that are not well formed: 400 whatever the Accept', async () => {
+  it('a body that is not JSON: 400; a request that is not well formed: 422; whatever the Accept', async () => {
+    const notJson: Array<string | Buffer> = ['not json', Buffer.from('{"query":"{ hello\u0000 }"}'), '{"query":']
+    for (const body of notJson) {
+      const res = await refused(() => post('/graphql', body, { accept: 'application/json' }))
+      expect([res.status, res.error.message, res.error.extensions.code]).toEqual([400, 'The body is not JSON', 'BAD_REQUEST'])
+    }
     const cases: Array<[string | Buffer, string]> = [
-      ['not json', 'The body is not JSON'],
-      [Buffer.from('{"query":"{ hello\u0000 }"}'), 'The body is not JSON'],
       ['[{"query":"{ hello }"}]', 'Batched requests (a JSON array) are not supported'],
       ['"{ hello }"', 'The body must be a JSON object'],
       ['{"query":42}', 'A GraphQL request needs a "query" string'],
@@ -292,7 +299,7 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
     for (const [body, message] of cases) {
       for (const accept of [GQL_RESPONSE, 'application/json']) {
         const res = await refused(() => post('/graphql', body, { accept }))
-        expect([res.status, res.error.message, res.error.extensions.code]).toEqual([400, message, 'BAD_REQUEST'])
+        expect([res.status, res.error.message, res.error.extensions.code]).toEqual([422, message, 'INVALID_REQUEST'])
       }
     }
     // NUL escaped inside the document is the parser's to refuse.
@@ -301,11 +308,11 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
     const type = await refused(() => post('/graphql', '{"query":"{ hello }"}', { 'content-type': 'text/plain' }))
     expect([type.status, type.error.extensions.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE'])
     const inUrl = await refused(() => post('/graphql?query=%7B__schema%7Bdescription%7D%7D', '{"query":"{ hello }"}'))
-    expect(inUrl.error.message).toBe('A POST carries its GraphQL parameters in the body, not the URL')
+    expect([inUrl.status, inUrl.error.message]).toEqual([422, 'A POST carries its GraphQL parameters in the body, not the URL'])
     const twice = await refused(() => fetch(`${gw.base}/graphql?query=%7Bhello%7D&query=%7B__schema%7Bdescription%7D%7D`).then(async (r) => ({ status: r.status, headers: r.headers, text: await r.text() })))
-    expect([twice.status, twice.error.message]).toEqual([400, '"query" is given more than once'])
+    expect([twice.status, twice.error.message]).toEqual([422, '"query" is given more than once'])
     const vars = await refused(() => get(gw.base, '/graphql', { query: '{ hello }', variables: '[1]' }))
-    expect(vars.error.message).toBe('"variables" must be a JSON-encoded object')
+    expect([vars.status, vars.error.message]).toEqual([422, '"variables" must be a JSON-encoded object'])
   })
 
   it('a body past the route limit: 413 in the GraphQL shape, declared or chunked, the rest left unread', async () => {
