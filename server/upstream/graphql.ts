@@ -42,7 +42,8 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
     const length = bodyLength(request)
     if (length === -1) return refuse(request, reply, target, refusal('BAD_REQUEST', 'The body is empty'), false)
     const tooLarge = refusal('PAYLOAD_TOO_LARGE', `Request body is larger than ${limit} bytes`)
-    if (length > limit) return refuse(request, reply, target, tooLarge, true)
+    // Infinity: chunked, its length known once read (readLimited stops at the limit).
+    if (Number.isFinite(length) && length > limit) return refuse(request, reply, target, tooLarge, true)
     let body: Buffer | undefined
     try {
       body = await readLimited(request.raw, limit)

@@ -326,6 +326,12 @@ describe('GraphQL routes: refused at the gateway, in the GraphQL-over-HTTP shape
     expect(chunked.status).toBe(413)
     expect(JSON.parse(chunked.text)).toEqual({ errors: [{ message: 'Request body is larger than 1024 bytes', extensions: { code: 'PAYLOAD_TOO_LARGE' } }] })
     expect(gql.seen.length).toBe(before)
+    // Under the limit, a chunked body is read whole and sent on with its length.
+    const small = JSON.stringify({ query: '{ hello }' })
+    const ok = await rawCall(gw.base, '/small/graphql', { method: 'POST', headers: { ...json, 'transfer-encoding': 'chunked' }, body: small })
+    expect([ok.status, ok.text]).toEqual([200, '{"data":{"hello":"Hello world"}}'])
+    expect(gql.seen.at(-1)!.body.toString()).toBe(small)
+    expect(gql.seen.at(-1)!.headers['content-length']).toBe(String(small.length))
     // The document's own limit (maxDocumentBytes), inside a body the route takes.
     const doc = await refused(() => post('/graphql', JSON.stringify({ query: `{ hello } # ${'x'.repeat(100_000)}` })))
     expect([doc.status, doc.error.message]).toEqual([413, 'The document is larger than 100000 bytes'])
