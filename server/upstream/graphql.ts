@@ -34,8 +34,10 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
     }
     if (method !== 'POST') return forward(request, reply, target, path, bodyLength(request), deps)
 
-    if (mediaType(request.headers['content-type']) !== 'application/json') {
-      return refuse(request, reply, target, refusal('UNSUPPORTED_MEDIA_TYPE', 'Send the GraphQL request as application/json'), true)
+    const type = request.headers['content-type']
+    // UTF-8 is what the gateway decodes; an upstream told another charset could read other text.
+    if (mediaType(type) !== 'application/json' || !isUtf8(type!)) {
+      return refuse(request, reply, target, refusal('UNSUPPORTED_MEDIA_TYPE', 'Send the GraphQL request as application/json in UTF-8'), true)
     }
     if (searchHasParams(search)) return refuse(request, reply, target, refusal('INVALID_REQUEST', 'A POST carries its GraphQL parameters in the body, not the URL'), true)
     const limit = target.route.spec.bodyLimitBytes
@@ -103,4 +105,12 @@ export function createGraphqlHandler(deps: ProxyDeps, metrics: GraphqlMetrics): 
     if (unread) reply.header('connection', 'close')
     return reply.code(answer.status).header('content-type', GRAPHQL_RESPONSE_TYPE).send(answer.body)
   }
+}
+
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
+
+/** No charset parameter (UTF-8 is then assumed), or UTF-8. */
+function isUtf8(type: string): boolean {
+  const charset = CHARSET.exec(type)?.[1]?.toLowerCase()
+  return charset === undefined || charset === 'utf-8' || charset === 'utf8'
 }
