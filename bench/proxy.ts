@@ -4,6 +4,8 @@
 // line off, as @fastify/http-proxy runs here). Rounds side by side; each ratio is
 // the median of the per-round ratios (a shared 2-core VM drifts by ±20% from minute to minute).
 // Prints req/s, p50/p99, the p99 each proxy adds over direct, and CPU µs per request per process.
+// Then a GraphQL query direct and through a GraphQL route (./proxy-graphql.ts; BENCH_GRAPHQL_ROUNDS,
+// 0 skips it; BENCH_GRAPHQL_ONLY=1 runs only it).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,10 +13,13 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { freePort } from '../lib/net.js'
+import { graphqlScenario } from './proxy-graphql.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const ROUND_SEC = Number(process.env.BENCH_ROUND_SEC ?? 5)
+const GRAPHQL_ROUNDS = Number(process.env.BENCH_GRAPHQL_ROUNDS ?? ROUNDS)
+const GRAPHQL_ONLY = process.env.BENCH_GRAPHQL_ONLY === '1'
 const child = fileURLToPath(new URL('./proxy-child.js', import.meta.url))
 const children: ChildProcess[] = []
 const roles = new Map<string, ChildProcess>()
@@ -44,7 +49,7 @@ function cpuOf(name: string): Promise<number> {
   })
 }
 
-interface Result {
+export interface Result {
   rps: number
   p50: number
   p99: number
@@ -52,9 +57,9 @@ interface Result {
   cpuUs: Record<string, number>
 }
 
-async function load(url: string, measured: string[], durationSec: number): Promise<Result> {
+async function load(url: string, measured: string[], durationSec: number, request: Partial<autocannon.Options> = {}): Promise<Result> {
   const before = await Promise.all(measured.map(cpuOf))
-  const r = await autocannon({ url, connections: CONNECTIONS, duration: durationSec })
+  const r = await autocannon({ ...request, url, connections: CONNECTIONS, duration: durationSec })
   const after = await Promise.all(measured.map(cpuOf))
   const cpuUs = Object.fromEntries(measured.map((m, i) => [m, (after[i]! - before[i]!) / Math.max(1, r.requests.total)]))
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUs }
@@ -69,6 +74,8 @@ async function main() {
   const natsUrl = `nats://127.0.0.1:${natsPort}`
   await new Promise((r) => setTimeout(r, 300))
   try {
+    const graphql = () => graphqlScenario({ start, load, freePort, natsUrl, rounds: GRAPHQL_ROUNDS, roundSec: ROUND_SEC })
+    if (GRAPHQL_ONLY) return await graphql()
     const upPort = await freePort()
     const hpPort = await freePort()
     const gwPort = await freePort()
@@ -126,6 +133,7 @@ async function main() {
     const verdict = ratio('gateway', 'httpProxy')
     console.log(`\nFlowgate / @fastify/http-proxy: ${verdict.toFixed(2)}× (per round: ${rounds.map((r) => (r.gateway.rps / r.httpProxy.rps).toFixed(2)).join(' ')}); target ≥ 1.0×: ${verdict >= 1 ? 'ok' : 'MISSED'}`)
     console.log(`without its request log line: ${ratio('quiet', 'httpProxy').toFixed(2)}× (per round: ${rounds.map((r) => (r.quiet.rps / r.httpProxy.rps).toFixed(2)).join(' ')})`)
+    if (GRAPHQL_ROUNDS > 0) await graphql()
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 300))

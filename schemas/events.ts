@@ -40,6 +40,10 @@ export const RequestCompleted = Type.Object({
   status: Type.Integer({ minimum: 100, maximum: 599 }),
   latencyMs: Type.Number({ minimum: 0 }),
   startedAt: EpochMs,
+  /** A GraphQL route's operation (optional: absent for other requests, and from gateways that predate it). */
+  operationType: Type.Optional(Type.Union([Type.Literal('query'), Type.Literal('mutation'), Type.Literal('subscription')])),
+  /** Absent for an anonymous operation. */
+  operationName: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[_A-Za-z][_0-9A-Za-z]*$' })),
 })
 export type RequestCompleted = Static<typeof RequestCompleted>
 

@@ -62,7 +62,7 @@ export async function registerCatchAll(app: FastifyInstance, deps: CatchAllDeps)
 }
 
 /** The media type of a Content-Type header, without its parameters, lower-cased. */
-function mediaType(type: string | undefined): string {
+export function mediaType(type: string | undefined): string {
   if (type === undefined) return ''
   const semi = type.indexOf(';')
   return (semi === -1 ? type : type.slice(0, semi)).trim().toLowerCase()

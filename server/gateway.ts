@@ -27,7 +27,9 @@ import { createRecentRequests, type RecentRequests } from './recent.js'
 import { createResolver, targetOf } from './resolver.js'
 import { registerTelemetryRoute } from './telemetry-route.js'
 import { registerTraceRoutes } from './traces.js'
-import { createProxyHandler } from './upstream/proxy.js'
+import { createGraphqlHandler } from './upstream/graphql.js'
+import { createGraphqlMetrics, registerGraphqlHooks } from './upstream/graphql-metrics.js'
+import { createProxyHandler, type ProxyDeps } from './upstream/proxy.js'
 import { startDiscoverySources } from './upstream/sources.js'
 import { registerUpstreamStatsRoutes } from './upstream/stats-routes.js'
 import { createUpstreams, type Upstreams } from './upstream/upstreams.js'
@@ -95,6 +97,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   decorateRequests(app)
   const recent = createRecentRequests(RECENT_REQUESTS)
   registerRequestHooks(app, { tracing, metrics, recent, resolve: (request) => targetOf(request, resolver) })
+  const graphqlMetrics = createGraphqlMetrics(deps.registry)
+  registerGraphqlHooks(app, graphqlMetrics)
   // Blocklist and rate limit right after the trace id (so refusals carry it), before body, auth and routing.
   const security = await registerEdge(app, config, {
     ...(deps.edge ?? NO_EDGE),
@@ -118,10 +122,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   registerTelemetryRoute(app, recent, tokens)
   registerUpstreamStatsRoutes(app, upstreams, tokens)
 
+  const proxyDeps: ProxyDeps = { tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames: new Set(Object.keys(security.api)) }
   await registerCatchAll(app, {
     resolver,
     callFlow: createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested, tracing, metrics }),
-    proxy: createProxyHandler({ tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames: new Set(Object.keys(security.api)) }),
+    proxy: createProxyHandler(proxyDeps, createGraphqlHandler(proxyDeps, graphqlMetrics)),
     bodyLimitBytes: config.bodyLimitBytes,
     methods: config.corsOrigins.length > 0 ? METHODS.filter((m) => m !== 'OPTIONS') : METHODS,
     notServed: (request) => notServed(request, own, resolver),

@@ -85,7 +85,9 @@ export function registerRequestHooks(
     const durationMs = Math.round(reply.elapsedTime * 1000) / 1000
     metrics.observe(request.method, route, status, reply.elapsedTime / 1000, request.errorCode)
     if (request.span?.recording) endServerSpan(request, route, status)
-    request.log.info({ method: request.method, route, status, durationMs, trace_id: request.traceId }, 'request completed')
+    const line = { method: request.method, route, status, durationMs, trace_id: request.traceId }
+    const graphql = request.graphql
+    request.log.info(graphql === undefined ? line : { ...line, graphql_operation_type: graphql.type, graphql_operation_name: graphql.name }, 'request completed')
     recent?.record({
       startedAt: Math.round(Date.now() - reply.elapsedTime),
       method: request.method,

@@ -67,6 +67,7 @@ export async function registerEdge(
         startedAt: Math.round(ts - latencyMs),
         clientKey: request.clientKey,
         address: request.clientAddress,
+        ...(request.graphql?.type === undefined ? {} : { operationType: request.graphql.type, operationName: request.graphql.name }),
       })
       done()
     })

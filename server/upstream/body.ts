@@ -42,3 +42,43 @@ export async function* limited(raw: Readable, limit: number): AsyncGenerator<Buf
   }
 }
 
+
+/**
+ * Reads a whole body of at most `limit` bytes (a body the gateway must look at before forwarding).
+ * Resolves undefined as soon as it passes the limit, without reading further; rejects when the
+ * client goes away mid-upload.
+ */
+export function readLimited(raw: Readable, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (c: Buffer) => {
+      size += c.length
+      if (size > limit) {
+        cleanup()
+        raw.pause()
+        return resolve(undefined)
+      }
+      chunks.push(c)
+    }
+    const onEnd = () => {
+      cleanup()
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
+    }
+    const onClose = () => {
+      if (raw.readableEnded) return
+      cleanup()
+      reject(new Error('client aborted the upload'))
+    }
+    const cleanup = () => {
+      raw.off('data', onData)
+      raw.off('end', onEnd)
+      raw.off('error', onClose)
+      raw.off('close', onClose)
+    }
+    raw.on('data', onData)
+    raw.once('end', onEnd)
+    raw.once('error', onClose)
+    raw.once('close', onClose)
+  })
+}

@@ -42,9 +42,11 @@ export interface ProxyDeps {
   securityHeaderNames: ReadonlySet<string>
 }
 
-export type ProxyHandler = (request: FastifyRequest, reply: FastifyReply, target: ProxyTarget) => FastifyReply
+export type ProxyHandler = (request: FastifyRequest, reply: FastifyReply, target: ProxyTarget) => FastifyReply | Promise<FastifyReply>
+/** A route kind's own handling after the proxy checks (GraphQL routes: ./graphql.ts); `path` is the upstream path. */
+export type RouteKindHandler = (request: FastifyRequest, reply: FastifyReply, target: ProxyTarget, path: string) => Promise<FastifyReply>
 
-export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
+export function createProxyHandler(deps: ProxyDeps, graphql?: RouteKindHandler): ProxyHandler {
   return function proxyRequest(request, reply, target) {
     const spec = target.route.spec
     request.routeLabel = target.template
@@ -53,12 +55,26 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (unsafe !== undefined) throw errors.validation([{ field: 'path', message: unsafe }])
     const path = upstreamPath(request.url, spec.stripPrefix, '')
     if (path === undefined) throw errors.validation([{ field: 'path', message: 'the path must spell the route prefix without percent-encoding' }])
+    if (spec.graphql !== undefined && graphql !== undefined) return graphql(request, reply, target, path)
     const length = bodyLength(request)
     if (Number.isFinite(length) && length > spec.bodyLimitBytes) throw errors.payloadTooLarge(`Request body is larger than ${spec.bodyLimitBytes} bytes`)
-    reply.hijack()
-    new ProxyCall(request, reply, target, path, length, deps).start()
-    return reply
+    return forward(request, reply, target, path, length, deps)
   }
+}
+
+/** What a route kind learned before forwarding: the body it read already, and whether the request is safe to send twice. */
+export interface Held {
+  /** The whole body, read by the gateway (sent as it is, and again on a retry). */
+  body?: Buffer
+  /** Overrides the method's idempotence for retries (a GraphQL query: true; a mutation: false). */
+  safe?: boolean
+}
+
+/** Hands the request to a ProxyCall: the reply is hijacked, the answer streams from the upstream. */
+export function forward(request: FastifyRequest, reply: FastifyReply, target: ProxyTarget, path: string, length: number, deps: ProxyDeps, held?: Held): FastifyReply {
+  reply.hijack()
+  new ProxyCall(request, reply, target, path, length, deps, held).start()
+  return reply
 }
 
 /** One proxied request: its attempts, its answer, and what it leaves in the counters. */
@@ -85,6 +101,7 @@ export class ProxyCall {
     private readonly path: string,
     private readonly length: number,
     readonly deps: ProxyDeps,
+    private readonly held?: Held,
   ) {
     this.upstream = target.route.upstream
     this.deadline = this.startedAt + (target.route.spec.timeoutMs ?? this.upstream.spec.timeouts.requestMs)
@@ -95,7 +112,11 @@ export class ProxyCall {
     this.upstream.budget.active++
     const spec = this.target.route.spec
     const retries = this.upstream.spec.retry
-    const mayRetry = retries.retries > 0 && (spec.retryNonIdempotent || isIdempotent(this.request.method))
+    if (this.held?.body !== undefined) {
+      this.body = this.held.body
+      return this.next()
+    }
+    const mayRetry = retries.retries > 0 && (this.held?.safe ?? (spec.retryNonIdempotent || isIdempotent(this.request.method)))
     if (this.length === -1) return this.next()
     const raw = this.request.raw
     // A small body of a request that may be retried is held (the bounded replay buffer); any other
@@ -238,6 +259,7 @@ export class ProxyCall {
     const decision = decideRetry(cfg, {
       method: this.request.method,
       retryNonIdempotent: this.target.route.spec.retryNonIdempotent,
+      safe: this.held?.safe,
       attempts: this.attempts,
       failure,
       status,
@@ -295,6 +317,7 @@ export class ProxyCall {
   /** The gateway's own answer: the envelope, with the headers the edge set (security set included). */
   private answer(err: FlowgateError): void {
     const res = this.reply.raw
+    this.request.errorCode = err.code
     if (!res.headersSent && !res.destroyed) {
       const body = JSON.stringify(errorEnvelope(err, this.request.traceId))
       const headers = { ...(this.reply.getHeaders() as Record<string, string>), 'content-type': JSON_TYPE, 'content-length': String(Buffer.byteLength(body)) }

@@ -29,6 +29,12 @@ describe('retry decisions', () => {
     expect(decideRetry(cfg, { ...base, method: 'POST', retryNonIdempotent: true })).toEqual({ retry: true })
   })
 
+  it('lets the route kind decide when it knows better than the method (a GraphQL query or mutation)', () => {
+    expect(decideRetry(cfg, { ...base, method: 'POST', safe: true })).toEqual({ retry: true })
+    expect(decideRetry(cfg, { ...base, method: 'POST', retryNonIdempotent: true, safe: false })).toEqual({ retry: false, reason: 'method' })
+    expect(decideRetry(cfg, { ...base, method: 'GET', safe: false })).toEqual({ retry: false, reason: 'method' })
+  })
+
   it('stops at the attempt limit, an unreplayable body, no other target, the budget and the deadline', () => {
     expect(decideRetry(cfg, { ...base, attempts: 3 })).toEqual({ retry: false, reason: 'attempts' })
     expect(decideRetry(cfg, { ...base, replayable: false })).toEqual({ retry: false, reason: 'body' })

@@ -12,6 +12,8 @@ export type Failure = 'connect' | 'timeout' | 'broken' | 'status'
 export interface RetryInput {
   method: string
   retryNonIdempotent: boolean
+  /** What the route kind knows of the request (a GraphQL query or mutation); overrides the method's idempotence. */
+  safe?: boolean
   /** Attempts made so far (1 after the first). */
   attempts: number
   failure: Failure
@@ -32,7 +34,7 @@ export type RetryDecision = { retry: true } | { retry: false; reason: 'method' |
 
 export function decideRetry(cfg: RetrySettings, r: RetryInput): RetryDecision {
   if (r.attempts > cfg.retries) return { retry: false, reason: 'attempts' }
-  if (!r.retryNonIdempotent && !IDEMPOTENT.has(r.method)) return { retry: false, reason: 'method' }
+  if (!(r.safe ?? (r.retryNonIdempotent || IDEMPOTENT.has(r.method)))) return { retry: false, reason: 'method' }
   if (r.failure === 'status' && !cfg.statuses.has(r.status ?? 0)) return { retry: false, reason: 'failure' }
   if (!r.replayable) return { retry: false, reason: 'body' }
   if (!r.otherTarget) return { retry: false, reason: 'no_target' }

@@ -94,6 +94,19 @@ describe('services file', () => {
     ])
   })
 
+  it('reads a GraphQL route: true takes the defaults, an object overrides some; GET and POST by default', () => {
+    const doc = (graphql: unknown, methods?: string[]) => ({ ...good, routes: [{ path: '/graphql', upstream: 'products', graphql, ...(methods ? { methods } : {}) }] })
+    const on = checkServices(JSON.stringify(doc(true)), 'json', opts)
+    expect(on.ok && on.spec.routes[0]).toMatchObject({ methods: ['GET', 'POST'], graphql: { maxTokens: 15_000, maxDepth: undefined, introspection: true, retryQueries: true, maxOperationNames: 100 } })
+    const tuned = checkServices(JSON.stringify(doc({ maxDepth: 10, introspection: false }, ['post', 'options'])), 'json', opts)
+    expect(tuned.ok && tuned.spec.routes[0]).toMatchObject({ methods: ['POST', 'OPTIONS'], graphql: { maxDepth: 10, introspection: false, maxTokens: 15_000 } })
+    const off = checkServices(JSON.stringify(doc(false)), 'json', opts)
+    expect(off.ok && off.spec.routes[0]!.graphql).toBeUndefined()
+    expect(problemsOf(doc(true, ['GET', 'PUT']))).toEqual(['/routes/0/methods: PUT is not one of GET, POST, OPTIONS (a GraphQL route)'])
+    expect(problemsOf(doc({ maxDepth: 0, depth: 3 })).length).toBeGreaterThan(0)
+    expect(problemsOf(doc({ maxDepth: 257 })).length).toBeGreaterThan(0)
+  })
+
   it('checks route templates', () => {
     expect(routePathProblem('/api/products/*')).toBeUndefined()
     expect(routePathProblem('/api/:id/reviews')).toBeUndefined()

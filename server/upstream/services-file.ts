@@ -22,6 +22,7 @@ import {
   type UpstreamFile,
   type UpstreamSpec,
 } from './spec.js'
+import { GRAPHQL_DEFAULT_METHODS, GRAPHQL_METHODS, graphqlSettings } from './graphql-settings.js'
 
 /** Larger than any hand-written services file; a runaway generator's output is refused. */
 export const MAX_FILE_BYTES = 1024 * 1024
@@ -234,9 +235,12 @@ function routeOf(r: RouteFile, where: string, problems: string[], opts: CheckOpt
   const pathProblem = routePathProblem(r.path)
   if (pathProblem) problems.push(`${where}/path: ${pathProblem}`)
   const methods: ProxyMethod[] = []
-  for (const m of r.methods ?? PROXY_METHODS) {
+  const graphql = graphqlSettings(r.graphql)
+  // A GraphQL route reads the operation of GET and POST only: any other method could carry a document past its limits.
+  const allowed: readonly string[] = graphql ? GRAPHQL_METHODS : PROXY_METHODS
+  for (const m of r.methods ?? (graphql ? GRAPHQL_DEFAULT_METHODS : PROXY_METHODS)) {
     const upper = m.toUpperCase()
-    if (!(PROXY_METHODS as readonly string[]).includes(upper)) problems.push(`${where}/methods: ${m} is not one of ${PROXY_METHODS.join(', ')}`)
+    if (!allowed.includes(upper)) problems.push(`${where}/methods: ${m} is not one of ${allowed.join(', ')}${graphql ? ' (a GraphQL route)' : ''}`)
     else if (!methods.includes(upper as ProxyMethod)) methods.push(upper as ProxyMethod)
   }
   if (problems.length > before) return undefined
@@ -251,6 +255,7 @@ function routeOf(r: RouteFile, where: string, problems: string[], opts: CheckOpt
     meta: r.meta ?? false,
     timeoutMs: r.timeoutMs,
     bodyLimitBytes: r.bodyLimitBytes ?? opts.bodyLimitBytes,
+    graphql,
   }
 }
 

@@ -3,6 +3,7 @@
 // schema cannot express (unknown upstream, duplicate target, a URL with credentials) and fills defaults.
 import { Type, type Static } from '@sinclair/typebox'
 import type { AuthPolicy } from '../../lib/auth.js'
+import { GraphqlRouteFile, type GraphqlSettings } from './graphql-settings.js'
 
 export const BALANCERS = ['round-robin', 'least-connections', 'weighted-round-robin', 'p2c-ewma'] as const
 export type BalancerName = (typeof BALANCERS)[number]
@@ -138,6 +139,7 @@ export const RouteFile = Type.Object(
     meta: opt(Type.Boolean()),
     timeoutMs: opt(Ms(600_000)),
     bodyLimitBytes: opt(Type.Integer({ minimum: 0, maximum: 1024 ** 4 })),
+    graphql: opt(GraphqlRouteFile),
   },
   { additionalProperties: false },
 )
@@ -209,6 +211,8 @@ export interface RouteSpec {
   meta: boolean
   timeoutMs: number | undefined
   bodyLimitBytes: number
+  /** A GraphQL route's settings (server/upstream/graphql.ts); undefined for a plain proxy route. */
+  graphql: GraphqlSettings | undefined
 }
 
 export interface ServicesSpec {
