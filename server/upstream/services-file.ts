@@ -239,7 +239,9 @@ function routeOf(r: RouteFile, where: string, problems: string[], opts: CheckOpt
     if (!(PROXY_METHODS as readonly string[]).includes(upper)) problems.push(`${where}/methods: ${m} is not one of ${PROXY_METHODS.join(', ')}`)
     else if (!methods.includes(upper as ProxyMethod)) methods.push(upper as ProxyMethod)
   }
+  if (r.websocket && !methods.includes('GET')) problems.push(`${where}/websocket: a WebSocket upgrade is a GET, which the route's methods leave out`)
   if (problems.length > before) return undefined
+  const ws = r.websocket === true ? {} : r.websocket || undefined
   return {
     path: r.path,
     upstream: r.upstream,
@@ -251,6 +253,7 @@ function routeOf(r: RouteFile, where: string, problems: string[], opts: CheckOpt
     meta: r.meta ?? false,
     timeoutMs: r.timeoutMs,
     bodyLimitBytes: r.bodyLimitBytes ?? opts.bodyLimitBytes,
+    websocket: ws === undefined ? undefined : { maxMessageBytes: ws.maxMessageBytes, idleTimeoutMs: ws.idleTimeoutMs },
   }
 }
 
