@@ -17,6 +17,8 @@ const MAX_PROTOCOLS = 32
 
 /** The offered subprotocols, or a 400 for a handshake a WebSocket server must refuse. */
 export function checkHandshake(headers: IncomingHttpHeaders): string[] {
+  // `ws` takes only the one protocol: a list (`websocket, h2c`) would be refused after the upstream was asked.
+  if (headers.upgrade?.trim().toLowerCase() !== 'websocket') throw refuse('upgrade', 'must be websocket alone')
   if (headers['sec-websocket-version'] !== '13') {
     throw new FlowgateError('VALIDATION_ERROR', 'Unsupported WebSocket version', {
       detailed: [{ field: 'sec-websocket-version', message: 'must be 13' }],
