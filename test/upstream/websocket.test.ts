@@ -26,6 +26,12 @@ beforeAll(async () => {
   // The upstream picks graphql-transport-ws when offered, else nothing; pings are relayed, so it answers its own.
   up = await startWsUpstream('echo', undefined, { handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) })
   const http = await startUpstream('http')
+  // Not a WebSocket server: it answers every request, an upgrade too, with its own status.
+  const refusing = await startUpstream('refusing', (req, res) => {
+    const status = req.url?.startsWith('/fail') ? 503 : 403
+    res.writeHead(status, { 'content-type': 'application/json', 'x-upstream': 'refusing' }).end(JSON.stringify({ upstream: 'says no', status }))
+  })
+  cleanup.push(() => refusing.stop())
   const silentPort = await freePort()
   // Accepts connections and never answers a handshake.
   const silent = createTcpServer(() => {}).listen(silentPort, '127.0.0.1')
@@ -38,6 +44,7 @@ beforeAll(async () => {
       upstreams: {
         echo: { targets: [{ url: up.url }], stripRequestHeaders: ['x-internal-secret'] },
         plain: { targets: [{ url: http.url }] },
+        refusing: { targets: [{ url: refusing.url }], retry: { retries: 0 } },
         down: { ...fast, targets: [{ url: `http://127.0.0.1:${refusedPort}` }] },
         silent: { ...fast, targets: [{ url: `http://127.0.0.1:${silentPort}` }] },
       },
@@ -45,6 +52,7 @@ beforeAll(async () => {
         { path: '/ws/*', upstream: 'echo', auth: 'public', websocket: true, stripPrefix: true },
         { path: '/private/*', upstream: 'echo', websocket: { maxMessageBytes: 4096 } },
         { path: '/plain/*', upstream: 'plain', auth: 'public' },
+        { path: '/refusing/*', upstream: 'refusing', auth: 'public', websocket: true, stripPrefix: true },
         { path: '/down/*', upstream: 'down', auth: 'public', websocket: true },
         { path: '/silent/*', upstream: 'silent', auth: 'public', websocket: true },
         { path: '/limited/*', upstream: 'echo', auth: 'public', websocket: true, rateLimit: { capacity: 3, refillPerSec: 0.01 } },
@@ -231,6 +239,23 @@ describe('WebSocket proxying', () => {
     expect(Date.now() - t0).toBeLessThan(3000)
     const metrics = await call(gw.base, '/metrics')
     expect(metrics.text).toMatch(/flowgate_upstream_request_duration_seconds_count\{upstream="down",status_class="error"\} [1-9]/)
+  })
+
+  it('passes an upstream\'s HTTP answer to an upgrade on as it is (a 5xx counted as the target\'s failure), and logs every answer', async () => {
+    const no = await rawUpgrade(port, '/refusing/x', upgradeHeaders())
+    expect(no.status).toBe(403)
+    expect(JSON.parse(no.body)).toEqual({ upstream: 'says no', status: 403 })
+    expect(no.head).toMatch(/\r\nx-upstream: refusing/i)
+    expect(no.head).toMatch(/\r\nx-trace-id: [0-9a-f]{32}/i)
+    const failing = await rawUpgrade(port, '/refusing/fail', upgradeHeaders())
+    expect(failing.status).toBe(503)
+    expect(JSON.parse(failing.body)).toEqual({ upstream: 'says no', status: 503 })
+    const stats = await call(gw.base, '/lb-stats', { headers: await adminHeader(nats.url) })
+    const target = (stats.json().data as { upstreams: Array<{ upstream: string; targets: Array<{ failures: number; handled: number; sockets: number }> }> }).upstreams.find((u) => u.upstream === 'refusing')!.targets[0]!
+    expect(target).toMatchObject({ failures: 1, handled: 2, sockets: 0 })
+    const recent = await call(gw.base, '/telemetry?route=/refusing/*', { headers: await adminHeader(nats.url) })
+    expect(JSON.stringify(recent.json())).toContain('"status":503')
+    expect(JSON.stringify(recent.json())).toContain('"status":403')
   })
 
   it('rate limits upgrades like any request: a flood from one address gets 429 before any upgrade', async () => {

@@ -162,7 +162,9 @@ export function rawUpgrade(port: number, path: string, headers: Record<string, s
       clearTimeout(timer)
       const text = buf.toString('latin1')
       const end = text.indexOf('\r\n\r\n')
-      resolve({ status: Number(text.slice(9, 12)), head: text.slice(0, end), body: text.slice(end + 4), socket })
+      const head = text.slice(0, end)
+      const body = text.slice(end + 4)
+      resolve({ status: Number(text.slice(9, 12)), head, body: /\r\ntransfer-encoding: chunked/i.test(head) ? dechunk(body) : body, socket })
     }
     socket.on('data', (c: Buffer) => {
       buf = Buffer.concat([buf, c])
@@ -187,3 +189,16 @@ export const upgradeHeaders = (extra: Record<string, string> = {}) => ({
 })
 
 export const wsUrl = (base: string, path: string) => base.replace(/^http/, 'ws') + path
+
+/** A chunked body's content (the test reads it to the end of the connection). */
+function dechunk(text: string): string {
+  let out = ''
+  let at = 0
+  for (;;) {
+    const eol = text.indexOf('\r\n', at)
+    const size = parseInt(text.slice(at, eol), 16)
+    if (!(size > 0)) return out
+    out += text.slice(eol + 2, eol + 2 + size)
+    at = eol + 2 + size + 2
+  }
+}
