@@ -1,7 +1,7 @@
 // WebSocket proxying under bad input and faults, with real `ws` servers on free ports: socket caps
 // per client and per gateway, a 100 MB frame, a client that never reads, a target killed with 100
 // sockets open, a half-open connection, and the completion event on the bus.
-import { connect as tcpConnect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { connect, type NatsConnection } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
@@ -11,7 +11,7 @@ import { startNats, type NatsServer } from '../harness/nats.js'
 import { waitFor } from '../events/edge-stack.js'
 import { captureLogs, testConfig } from '../harness/stack.js'
 import { adminHeader, call, startProxyGateway, type ProxyGateway } from './harness.js'
-import { openWs, rawUpgrade, startWsUpstream, upgradeHeaders, wsUrl, type WsUpstream } from './ws-harness.js'
+import { openWs, rawExchange, rawUpgrade, startWsUpstream, upgradeHeaders, wsUrl, type WsUpstream } from './ws-harness.js'
 
 let nats: NatsServer
 let nc: NatsConnection
@@ -256,12 +256,7 @@ describe('WebSocket limits and faults', () => {
       expect(r.body).not.toContain(' at ')
     }
     // An upgrade to another protocol is served as plain HTTP (the upstream answers it).
-    const h2c = await new Promise<string>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1', () => s.write('GET /health HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n'))
-      let text = ''
-      s.on('data', (c: Buffer) => (text += c.toString()))
-      s.on('close', () => resolve(text))
-    })
+    const h2c = await rawExchange(port, 'GET /health HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n')
     expect(h2c).toMatch(/^HTTP\/1.1 200 /)
   })
 })

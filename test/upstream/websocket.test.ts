@@ -1,13 +1,13 @@
 // WebSocket proxying with real `ws` servers upstream and real clients: frames byte-identical to a
 // direct connection both ways, subprotocols and forwarding headers, and every refusal a plain HTTP
 // envelope before any upgrade (no route, no auth, bad handshake, rate limit, upstream down).
-import { connect as tcpConnect, createServer as createTcpServer } from 'node:net'
+import { createServer as createTcpServer } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startNats, type NatsServer } from '../harness/nats.js'
 import { freePort } from '../harness/process.js'
 import { captureLogs } from '../harness/stack.js'
 import { adminHeader, call, startProxyGateway, startUpstream, type ProxyGateway } from './harness.js'
-import { openWs, rawUpgrade, startWsUpstream, upgradeHeaders, wsUrl, type Recorder, type WsUpstream } from './ws-harness.js'
+import { openWs, rawExchange, rawUpgrade, startWsUpstream, upgradeHeaders, wsUrl, type Recorder, type WsUpstream } from './ws-harness.js'
 import { createTokenService } from '../../lib/auth.js'
 import { testConfig } from '../harness/stack.js'
 
@@ -166,12 +166,7 @@ describe('WebSocket proxying', () => {
       expect(r.head).toMatch(/\r\nconnection: close/i)
       expect(r.head).toMatch(/\r\nx-trace-id: [0-9a-f]{32}/i)
     }
-    const post = await new Promise<string>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1', () => s.write('POST /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n'))
-      let text = ''
-      s.on('data', (c: Buffer) => (text += c.toString()))
-      s.on('end', () => resolve(text))
-    })
+    const post = await rawExchange(port, 'POST /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n')
     expect(post).toMatch(/^HTTP\/1.1 400 /)
     // Plain HTTP on a websocket route is proxied as usual (the upstream answers 426 itself).
     expect((await call(gw.base, '/ws/plain-get')).status).toBe(426)

@@ -180,6 +180,18 @@ export function rawUpgrade(port: number, path: string, headers: Record<string, s
   })
 }
 
+/** Sends raw request bytes and reads until the gateway closes the connection. */
+export function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tcpConnect(port, '127.0.0.1', () => s.write(request))
+    let text = ''
+    const timer = setTimeout(() => reject(new Error(`the connection stayed open: ${text}`)), 5000)
+    s.on('data', (c: Buffer) => (text += c.toString()))
+    s.on('close', () => (clearTimeout(timer), resolve(text)))
+    s.on('error', reject)
+  })
+}
+
 export const upgradeHeaders = (extra: Record<string, string> = {}) => ({
   Connection: 'Upgrade',
   Upgrade: 'websocket',
