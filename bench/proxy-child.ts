@@ -1,6 +1,8 @@
 // One side of the proxy benchmark, each in its own process: `upstream` (a plain node:http service
 // answering a small JSON), `http-proxy` (Fastify with @fastify/http-proxy in front of it), and
-// `gateway` (Flowgate with a proxy route to it, logging on as in production).
+// `gateway` (Flowgate with a proxy route to it, logging on as in production); for the WebSocket
+// scenario `ws-upstream` (a `ws` echo server), `ws-http-proxy` (@fastify/http-proxy with
+// `websocket: true`) and `ws-gateway` (Flowgate with a WebSocket route to it).
 import '../lib/v8-flags.js'
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -10,6 +12,7 @@ import proxy from '@fastify/http-proxy'
 import Fastify from 'fastify'
 import { connect } from 'nats'
 import { Registry } from 'prom-client'
+import { WebSocketServer } from 'ws'
 import { createTokenService } from '../lib/auth.js'
 import { parseConfig } from '../lib/config.js'
 import { createLogger, logDestination } from '../lib/logger.js'
@@ -32,9 +35,21 @@ async function main() {
     const app = Fastify({ logger: false })
     await app.register(proxy, { upstream, prefix: '/api/products', rewritePrefix: '/products' })
     await app.listen({ port: Number(port), host: '127.0.0.1' })
-  } else if (role === 'gateway') {
+  } else if (role === 'ws-http-proxy') {
+    const app = Fastify({ logger: false })
+    await app.register(proxy, { upstream, prefix: '/ws', rewritePrefix: '/', websocket: true })
+    await app.listen({ port: Number(port), host: '127.0.0.1' })
+  } else if (role === 'ws-upstream') {
+    const wss = new WebSocketServer({ port: Number(port), host: '127.0.0.1', perMessageDeflate: false })
+    wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })))
+    await new Promise<void>((r) => wss.once('listening', r))
+  } else if (role === 'gateway' || role === 'ws-gateway') {
     const file = join(tmpdir(), `flowgate-bench-services-${process.pid}.json`)
-    writeFileSync(file, JSON.stringify({ upstreams: { products: { targets: [{ url: `${upstream}/products` }] } }, routes: [{ path: '/api/products/*', upstream: 'products', stripPrefix: true, auth: 'public' }] }))
+    const services =
+      role === 'gateway'
+        ? { upstreams: { products: { targets: [{ url: `${upstream}/products` }] } }, routes: [{ path: '/api/products/*', upstream: 'products', stripPrefix: true, auth: 'public' }] }
+        : { upstreams: { echo: { targets: [{ url: upstream }] } }, routes: [{ path: '/ws/*', upstream: 'echo', stripPrefix: true, auth: 'public', websocket: true }] }
+    writeFileSync(file, JSON.stringify(services))
     const config = parseConfig({ nodeEnv: 'test', natsUrl, port: Number(port), logLevel: 'info', servicesFile: file, eventsEnabled: false, rateLimitEnabled: false, blocklistEnabled: false, ...JSON.parse(extra) })
     const log = createLogger(config, {}, logDestination('/dev/null'))
     const nc = await connect({ servers: natsUrl })

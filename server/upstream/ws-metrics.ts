@@ -5,13 +5,12 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { WebSocketRegistry } from './ws-sockets.js'
 
 export type ClosedBy = 'client' | 'upstream' | 'gateway'
-export type Direction = 'in' | 'out'
 
 export interface WebSocketMetrics {
   opened(upstream: string): void
   closed(upstream: string, code: number, by: ClosedBy, seconds: number): void
-  /** A counter child for one socket's bytes in one direction (looked up once per socket, not per message). */
-  bytes(upstream: string, direction: Direction): { inc(n: number): void }
+  /** Bytes a socket relayed (in: client to upstream, out: upstream to client), added when it closes. */
+  bytes(upstream: string, bytesIn: number, bytesOut: number): void
 }
 
 /** A close code as a bounded label. */
@@ -53,7 +52,15 @@ export function createWebSocketMetrics(registry: Registry, sockets: WebSocketReg
     help: 'Message payload bytes relayed: in = client to upstream, out = upstream to client',
     labelNames: ['upstream', 'direction'] as const,
     registers: [registry],
+    // Open sockets add what they relayed since the last scrape here, so a message pays no counter update.
+    collect() {
+      for (const s of sockets.sockets()) add(s.upstream, s.takeBytes())
+    },
   })
+  const add = (upstream: string, d: { in: number; out: number }) => {
+    if (d.in > 0) bytes.inc({ upstream, direction: 'in' }, d.in)
+    if (d.out > 0) bytes.inc({ upstream, direction: 'out' }, d.out)
+  }
   const life = new Histogram({
     name: 'flowgate_ws_socket_duration_seconds',
     help: 'How long proxied WebSockets stayed open, by upstream',
@@ -67,6 +74,6 @@ export function createWebSocketMetrics(registry: Registry, sockets: WebSocketReg
       closed.inc({ upstream, code: codeLabel(code), closed_by: by })
       life.observe({ upstream }, seconds)
     },
-    bytes: (upstream, direction) => bytes.labels({ upstream, direction }),
+    bytes: (upstream, bytesIn, bytesOut) => add(upstream, { in: bytesIn, out: bytesOut }),
   }
 }

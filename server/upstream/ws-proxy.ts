@@ -236,7 +236,6 @@ class WebSocketCall {
     const relay: Relay = new Relay(client, h.ws, {
       upstream: name,
       idleTimeoutMs: this.target.route.spec.websocket?.idleTimeoutMs ?? this.deps.idleTimeoutMs,
-      metrics: this.deps.metrics,
       onEnd: (end) => this.closed(t, relay, end),
     })
     this.deps.sockets.add(relay)
@@ -256,6 +255,8 @@ class WebSocketCall {
       this.deps.log.warn({ upstream: t.label, request_id: r.id }, 'upstream WebSocket connection lost')
       this.settle(t, true)
     }
+    const unCounted = relay.takeBytes()
+    this.deps.metrics.bytes(this.upstream.name, unCounted.in, unCounted.out)
     this.deps.metrics.closed(this.upstream.name, end.code, end.by, durationMs / 1000)
     if (r.span?.recording) {
       r.span.end(end.code === 1011 || (end.by === 'upstream' && end.code === 1006) ? { code: String(end.code), message: end.reason || 'closed abnormally', status: 101 } : undefined, {

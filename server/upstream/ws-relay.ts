@@ -6,7 +6,7 @@
 // with no frame either way for idleTimeoutMs is closed (1001); a message over the limit is refused
 // by `ws` while it arrives (1009), and the other side is closed with the same code.
 import WebSocket from 'ws'
-import type { ClosedBy, Direction, WebSocketMetrics } from './ws-metrics.js'
+import type { ClosedBy } from './ws-metrics.js'
 import type { OpenSocket } from './ws-sockets.js'
 
 /** Past this many bytes queued towards a side, the other side is not read until they are written. */
@@ -26,7 +26,6 @@ export interface RelayEnd {
 export interface RelayOptions {
   upstream: string
   idleTimeoutMs: number
-  metrics: WebSocketMetrics
   onEnd(end: RelayEnd): void
 }
 
@@ -47,6 +46,8 @@ export class Relay implements OpenSocket {
   private grace: NodeJS.Timeout | undefined
   private bytesIn = 0
   private bytesOut = 0
+  private countedIn = 0
+  private countedOut = 0
 
   constructor(
     private readonly client: WebSocket,
@@ -63,6 +64,14 @@ export class Relay implements OpenSocket {
 
   readonly upstream: string
 
+  /** Bytes relayed since the last call (the byte counters are brought up to date at scrape and at close, not per message). */
+  takeBytes(): { in: number; out: number } {
+    const d = { in: this.bytesIn - this.countedIn, out: this.bytesOut - this.countedOut }
+    this.countedIn = this.bytesIn
+    this.countedOut = this.bytesOut
+    return d
+  }
+
   bufferedAmount(): number {
     return this.client.bufferedAmount + this.up.bufferedAmount
   }
@@ -75,27 +84,21 @@ export class Relay implements OpenSocket {
     this.cutAfterGrace()
   }
 
-  private wire(from: WebSocket, to: WebSocket, side: ClosedBy, direction: Direction): void {
-    const bytes = this.opts.metrics.bytes(this.opts.upstream, direction)
-    let paused = false
-    const written = () => {
-      if (paused && to.bufferedAmount <= HIGH_WATER_BYTES / 2) {
-        paused = false
-        from.resume()
-      }
-    }
+  private wire(from: WebSocket, to: WebSocket, side: ClosedBy, direction: 'in' | 'out'): void {
+    // The message that takes the queue past the mark carries the callback: when it has been written,
+    // so has everything before it, and nothing was read after it. One callback per pause, not per message.
+    const written = () => from.resume()
+    const text = { binary: false }
+    const binary = { binary: true }
     from.on('message', (data: Buffer, isBinary: boolean) => {
       this.lastFrameAt = Date.now()
       if (to.readyState !== WebSocket.OPEN) return
       const n = data.length
       if (direction === 'in') this.bytesIn += n
       else this.bytesOut += n
-      bytes.inc(n)
-      to.send(data, { binary: isBinary }, written)
-      if (!paused && to.bufferedAmount > HIGH_WATER_BYTES) {
-        paused = true
-        from.pause()
-      }
+      if (to.bufferedAmount + n <= HIGH_WATER_BYTES) return to.send(data, isBinary ? binary : text)
+      from.pause()
+      to.send(data, isBinary ? binary : text, written)
     })
     from.on('ping', (data: Buffer) => {
       this.lastFrameAt = Date.now()

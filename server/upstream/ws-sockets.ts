@@ -6,6 +6,8 @@ import { errors, type FlowgateError } from '../../lib/errors.js'
 /** An open relay as the registry sees it (./ws-relay.ts). */
 export interface OpenSocket {
   readonly upstream: string
+  /** Message bytes relayed each way since the last call. */
+  takeBytes(): { in: number; out: number }
   /** Bytes queued on both sides, not yet written to their connections. */
   bufferedAmount(): number
   /** Closes both sides with this code and reason. */
@@ -65,6 +67,11 @@ export class WebSocketRegistry {
   /** Open sockets per upstream (the gauge). */
   byUpstream(): ReadonlyMap<string, number> {
     return this.perUpstream
+  }
+
+  /** The open sockets (the byte counters read them at scrape). */
+  sockets(): Iterable<OpenSocket> {
+    return this.open
   }
 
   get size(): number {
