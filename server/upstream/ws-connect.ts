@@ -7,6 +7,7 @@ import WebSocket from 'ws'
 import type { UpstreamSpec } from './spec.js'
 
 export type Handshake =
+  /** Open and paused: resume it once its listeners are on. */
   | { ok: true; ws: WebSocket; protocol: string; headers: IncomingHttpHeaders }
   | { ok: false; failure: 'answer'; res: IncomingMessage }
   | { ok: false; failure: 'timeout' | 'connect' | 'broken' | 'aborted'; message: string }
@@ -79,6 +80,9 @@ export function connectUpstream(url: string, opts: HandshakeOptions): HandshakeA
     upgradeHeaders = res.headers
   })
   ws.once('open', () => {
+    // Held until the relay listens: a frame that came with the 101 would be read on the next tick,
+    // before the promise below lets anyone attach a listener.
+    ws.pause()
     if (picked !== undefined && !opts.protocols.includes(picked)) {
       ws.terminate()
       return finish({ ok: false, failure: 'broken', message: 'the upstream picked a subprotocol that was not offered' })

@@ -174,21 +174,28 @@ class WebSocketCall {
     const now = Date.now()
     const ms = now - sentAt
     t.ewma.observe(ms, now)
-    if (!h.ok && h.failure === 'aborted') {
-      t.active--
+    if (h.ok) {
+      this.deps.upstreamMetrics.attempt(this.upstream.name, '1xx', ms / 1000)
+      return this.open(t, span, h)
+    }
+    t.active--
+    if (h.failure === 'aborted') {
       span.end()
       return this.release()
     }
-    const status = h.ok ? 101 : h.failure === 'answer' ? h.res.statusCode! : 0
-    this.deps.upstreamMetrics.attempt(this.upstream.name, status === 0 ? 'error' : statusClass(status), ms / 1000)
-    if (h.ok) return this.open(t, span, h)
-    t.active--
-    this.settle(t, status === 0 || status >= 500)
-    span.end(status === 0 || status >= 500 ? { code: status === 0 ? (h as { failure: string }).failure : String(status), message: status === 0 ? (h as { message: string }).message : `upstream answered ${status}` } : undefined)
-    if (!h.ok && h.failure === 'answer') return this.passOn(h.res)
-    this.lastFailure = (h as { failure: 'timeout' | 'connect' | 'broken' }).failure
-    const retries = this.upstream.spec.retry.retries
-    if (this.lastFailure !== 'broken' && this.tried.length <= retries && this.upstream.hasOther(this.tried, now)) {
+    if (h.failure === 'answer') {
+      const status = h.res.statusCode!
+      this.deps.upstreamMetrics.attempt(this.upstream.name, statusClass(status), ms / 1000)
+      this.settle(t, status >= 500)
+      span.end(status >= 500 ? { code: String(status), message: `upstream answered ${status}` } : undefined)
+      return this.passOn(h.res)
+    }
+    this.deps.upstreamMetrics.attempt(this.upstream.name, 'error', ms / 1000)
+    this.settle(t, true)
+    span.end({ code: h.failure, message: h.message })
+    this.lastFailure = h.failure
+    // A refused or reset connection, or a timeout, is tried elsewhere; a broken handshake is not.
+    if (h.failure !== 'broken' && this.tried.length <= this.upstream.spec.retry.retries && this.upstream.hasOther(this.tried, now)) {
       this.deps.upstreamMetrics.retry(this.upstream.name)
       return this.next()
     }
@@ -239,6 +246,7 @@ class WebSocketCall {
       onEnd: (end) => this.closed(t, relay, end),
     })
     this.deps.sockets.add(relay)
+    h.ws.resume()
   }
 
   /** Both sides are closed: the socket's place, its target's count, and its completion (event, log, span). */

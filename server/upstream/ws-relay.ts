@@ -11,7 +11,7 @@ import type { OpenSocket } from './ws-sockets.js'
 
 /** Past this many bytes queued towards a side, the other side is not read until they are written. */
 export const HIGH_WATER_BYTES = 1024 * 1024
-/** After the gateway sends a close frame, how long a side has to answer before its connection is cut. */
+/** After the gateway closes a socket itself (idle, shutdown), how long a side has to answer before its connection is cut. */
 export const CLOSE_GRACE_MS = 1000
 
 /** How a relay ended: the first side to close (or the gateway), its code and reason. */
@@ -130,7 +130,8 @@ export class Relay implements OpenSocket {
     else if (code === 1005) closeSide(to, undefined, undefined)
     else if (code === 1006 || !isSendable(code)) closeSide(to, side === 'upstream' ? 1011 : 1001, side === 'upstream' ? 'upstream connection lost' : 'client connection lost')
     else closeSide(to, code, reason)
-    this.cutAfterGrace()
+    // No grace here: the close frame waits behind what is queued for that side, which a slow reader
+    // may still be taking; ws cuts a side that never answers (its closeTimeout, 30 s).
   }
 
   private cutAfterGrace(): void {

@@ -7,7 +7,7 @@ import { startNats, type NatsServer } from '../harness/nats.js'
 import { freePort } from '../harness/process.js'
 import { captureLogs } from '../harness/stack.js'
 import { adminHeader, call, startProxyGateway, startUpstream, type ProxyGateway } from './harness.js'
-import { openWs, rawExchange, rawUpgrade, startWsUpstream, upgradeHeaders, wsUrl, type Recorder, type WsUpstream } from './ws-harness.js'
+import { echoSocket, openWs, rawExchange, rawUpgrade, startWsUpstream, upgradeHeaders, wsUrl, type Recorder, type WsUpstream } from './ws-harness.js'
 import { createTokenService } from '../../lib/auth.js'
 import { testConfig } from '../harness/stack.js'
 
@@ -24,7 +24,11 @@ const overrides = { wsAuthQueryParam: 'access_token', wsAuthSubprotocolPrefix: '
 beforeAll(async () => {
   nats = await startNats()
   // The upstream picks graphql-transport-ws when offered, else nothing; pings are relayed, so it answers its own.
-  up = await startWsUpstream('echo', undefined, { handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) })
+  up = await startWsUpstream('echo', (ws, req, self) => {
+    // A greeting sent the moment the socket opens, before the client says anything.
+    if (req.url?.includes('greet')) ws.send('welcome')
+    echoSocket(ws, req, self)
+  }, { handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) })
   const http = await startUpstream('http')
   // Not a WebSocket server: it answers every request, an upgrade too, with its own status.
   const refusing = await startUpstream('refusing', (req, res) => {
@@ -124,6 +128,17 @@ describe('WebSocket proxying', () => {
     const rec2 = await openWs(wsUrl(gw.base, '/ws/no-code'))
     up.sockets.at(-1)!.close()
     expect(await rec2.closed).toEqual({ code: 1005, reason: '' })
+  })
+
+  it('relays what the upstream sends the moment it opens, and many messages in order', async () => {
+    const rec = await openWs(wsUrl(gw.base, '/ws/greet'))
+    expect(await rec.next('message')).toMatchObject({ data: Buffer.from('welcome'), binary: false })
+    for (let i = 0; i < 500; i++) rec.ws.send(String(i))
+    const got: string[] = []
+    for (let i = 0; i < 500; i++) got.push(((await rec.next('message')) as { data: Buffer }).data.toString())
+    expect(got).toEqual(Array.from({ length: 500 }, (_, i) => String(i)))
+    rec.ws.close()
+    await rec.closed
   })
 
   it('offers the client subprotocols and answers the upstream pick; forwards as the HTTP proxy does', async () => {
