@@ -29,6 +29,7 @@ import type { Upstream } from './upstream.js'
 import { connectUpstream, type Handshake, type HandshakeAttempt } from './ws-connect.js'
 import { checkHandshake, handshakeHeaders, WS_REQUEST_HEADERS } from './ws-handshake.js'
 import type { WebSocketMetrics } from './ws-metrics.js'
+import { reportSocketEnd } from './ws-report.js'
 import { Relay, type RelayEnd } from './ws-relay.js'
 import type { WebSocketRegistry } from './ws-sockets.js'
 import { upgradeOf, type UpgradeState } from './ws-upgrade.js'
@@ -255,59 +256,15 @@ class WebSocketCall {
     this.release()
     t.active--
     t.sockets--
-    const r = this.request
-    const now = Date.now()
-    const durationMs = now - this.startedAt
-    const route = this.target.template
+    const durationMs = Date.now() - this.startedAt
     if (end.by === 'upstream' && end.code === 1006) {
-      this.deps.log.warn({ upstream: t.label, request_id: r.id }, 'upstream WebSocket connection lost')
+      this.deps.log.warn({ upstream: t.label, request_id: this.request.id }, 'upstream WebSocket connection lost')
       this.settle(t, true)
     }
     const unCounted = relay.takeBytes()
     this.deps.metrics.bytes(this.upstream.name, unCounted.in, unCounted.out)
     this.deps.metrics.closed(this.upstream.name, end.code, end.by, durationMs / 1000)
-    if (r.span?.recording) {
-      r.span.end(end.code === 1011 || (end.by === 'upstream' && end.code === 1006) ? { code: String(end.code), message: end.reason || 'closed abnormally', status: 101 } : undefined, {
-        name: `GET ${route}`,
-        attributes: {
-          'http.route': route,
-          'http.response.status_code': 101,
-          'flowgate.request_id': r.id,
-          'websocket.close_code': end.code,
-          'websocket.closed_by': end.by,
-          'websocket.bytes_in': end.bytesIn,
-          'websocket.bytes_out': end.bytesOut,
-        },
-      })
-    } else r.span?.end()
-    r.log.info(
-      { method: 'GET', route, status: 101, durationMs, trace_id: r.traceId, closeCode: end.code, closedBy: end.by, bytesIn: end.bytesIn, bytesOut: end.bytesOut },
-      'websocket closed',
-    )
-    this.deps.events?.emit({
-      kind: 'request.completed',
-      requestId: r.id,
-      traceId: r.traceId,
-      method: 'GET',
-      route,
-      status: 101,
-      latencyMs: durationMs,
-      startedAt: this.startedAt,
-      clientKey: r.clientKey || this.clientKey,
-      address: r.clientAddress || addressKey(r.ip || 'unknown'),
-    })
-    this.deps.recent?.record({
-      startedAt: this.startedAt,
-      method: 'GET',
-      route,
-      status: 101,
-      durationMs,
-      client: r.clientAddress || r.ip || '',
-      traceId: r.traceId,
-      requestId: r.id,
-      flow: undefined,
-      upstream: t.label,
-    })
+    reportSocketEnd(this.request, this.deps, { route: this.target.template, target: t.label, startedAt: this.startedAt, durationMs, clientKey: this.clientKey, end })
   }
 
   /** Counts one handshake (or a lost socket) against the target; an ejection is logged and counted. */
