@@ -6,6 +6,7 @@ import { connect, type NatsConnection } from 'nats'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { createTokenService } from '../../lib/auth.js'
+import { createBlocklistStore } from '../../lib/blocklist.js'
 import { subjects } from '../../lib/subjects.js'
 import { startNats, type NatsServer } from '../harness/nats.js'
 import { waitFor } from '../events/edge-stack.js'
@@ -57,7 +58,7 @@ beforeAll(async () => {
       ],
     },
     sink.log,
-    { wsMaxSockets: 130, wsMaxSocketsPerClient: 110, wsMaxMessageBytes: 1024 * 1024, eventsEnabled: true },
+    { wsMaxSockets: 130, wsMaxSocketsPerClient: 110, wsMaxMessageBytes: 1024 * 1024, eventsEnabled: true, blocklistEnabled: true },
   )
   cleanup.push(() => gw.stop())
   port = Number(new URL(gw.base).port)
@@ -258,5 +259,16 @@ describe('WebSocket limits and faults', () => {
     // An upgrade to another protocol is served as plain HTTP (the upstream answers it).
     const h2c = await rawExchange(port, 'GET /health HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n')
     expect(h2c).toMatch(/^HTTP\/1.1 200 /)
+  })
+
+  // Last: it blocks the test's own address on this gateway.
+  it('refuses an upgrade from a blocked address with 403 IP_BLOCKED, no upgrade', async () => {
+    const before = a.seen.length + b.seen.length
+    const now = Date.now()
+    await createBlocklistStore(nc, testConfig(nats.url)).block({ address: '127.0.0.1', reason: 'manual', blockedAt: now, expiresAt: now + 60_000 })
+    const refused = await waitFor('blocked', () => rawUpgrade(port, '/pair/x', upgradeHeaders()), (r) => r.status === 403, 5000)
+    expect(JSON.parse(refused.body)).toMatchObject({ errorCode: 'IP_BLOCKED' })
+    expect(refused.head).toMatch(/\r\nretry-after: \d+/i)
+    expect(a.seen.length + b.seen.length).toBe(before)
   })
 })
