@@ -36,8 +36,9 @@ export function connectUpstream(url: string, opts: HandshakeOptions): HandshakeA
   let timedOut = false
   const headers = opts.protocols.length > 0 ? { ...opts.headers, 'sec-websocket-protocol': opts.protocols.join(', ') } : opts.headers
   const tls = opts.tls === undefined ? {} : { rejectUnauthorized: !opts.tls.insecure, ...(opts.tls.ca ? { ca: opts.tls.ca } : {}), ...(opts.tls.serverName ? { servername: opts.tls.serverName } : {}) }
-  const ws = new WebSocket(url, {
-    headers,
+  const options: WebSocket.ClientOptions = {
+    // ws hands them to http.request, which takes a repeated field as an array; its types say string.
+    headers: headers as Record<string, string>,
     perMessageDeflate: false,
     maxPayload: opts.maxPayload,
     // Pings are relayed end to end, not answered by the gateway.
@@ -55,7 +56,14 @@ export function connectUpstream(url: string, opts: HandshakeOptions): HandshakeA
       })
       req.end()
     },
-  })
+  }
+  let ws: WebSocket
+  try {
+    ws = new WebSocket(url, options)
+  } catch (err) {
+    // A URL or header the client refuses outright (a fragment in the path, say): a broken attempt.
+    return { done: Promise.resolve({ ok: false, failure: 'broken', message: (err as Error).message.slice(0, 200) }), abort() {} }
+  }
   // Errors after the handshake belong to the relay; one listener here keeps an early one from throwing.
   ws.on('error', noop)
   const tryTimer = setTimeout(() => {

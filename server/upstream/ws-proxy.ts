@@ -158,7 +158,7 @@ class WebSocketCall {
             span.end()
             return this.next()
           }
-          this.handshaken(t, span, sentAt, outcome!)
+          this.handshaken(t, span, sentAt, outcome ?? { ok: false, failure: 'broken', message: String(err) })
         },
       )
   }

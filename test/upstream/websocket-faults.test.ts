@@ -251,6 +251,10 @@ describe('WebSocket limits and faults', () => {
       expect([101, 400]).toContain(r.status)
       r.socket.destroy()
     }
+    // A fragment in the request target reaches the gateway; the ws client refuses such a URL: 502, no crash.
+    const fragment = await rawUpgrade(port, '/pair/a#b', upgradeHeaders())
+    expect([400, 502]).toContain(fragment.status)
+    expect(JSON.parse(fragment.body)).toMatchObject({ success: false })
     for (const path of ['/pair/%2e%2e/admin', '/pair/a%00b', '/pair//x', '/pair/..;/x']) {
       const r = await rawUpgrade(port, path, upgradeHeaders())
       expect(r.status, path).toBe(400)
