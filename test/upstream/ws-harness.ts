@@ -123,7 +123,7 @@ export function record(ws: WebSocket): Recorder {
           if (kind === undefined || e.kind === kind) return e
         }
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`no ${kind ?? 'event'} within 5 s (got ${events.map((e) => e.kind).join(',')})`)), 5000)
+          const timer = setTimeout(() => reject(new Error(`no ${kind ?? 'event'} within 10 s (got ${events.map((e) => e.kind).join(',')})`)), 10_000)
           wake = () => {
             clearTimeout(timer)
             wake = undefined
@@ -157,7 +157,7 @@ export function rawUpgrade(port: number, path: string, headers: Record<string, s
     const lines = [`GET ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', '']
     socket.write(lines.join('\r\n'))
     let buf = Buffer.alloc(0)
-    const timer = setTimeout(() => reject(new Error(`no complete answer within 5 s: ${buf.toString()}`)), 5000)
+    const timer = setTimeout(() => reject(new Error(`no complete answer within 10 s: ${buf.toString()}`)), 10_000)
     const finish = () => {
       clearTimeout(timer)
       const text = buf.toString('latin1')
@@ -185,7 +185,7 @@ export function rawExchange(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = tcpConnect(port, '127.0.0.1', () => s.write(request))
     let text = ''
-    const timer = setTimeout(() => reject(new Error(`the connection stayed open: ${text}`)), 5000)
+    const timer = setTimeout(() => reject(new Error(`the connection stayed open: ${text}`)), 10_000)
     s.on('data', (c: Buffer) => (text += c.toString()))
     s.on('close', () => (clearTimeout(timer), resolve(text)))
     s.on('error', reject)
