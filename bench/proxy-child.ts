@@ -1,7 +1,9 @@
 // One side of the proxy benchmark, each in its own process: `upstream` (a plain node:http service
 // answering a small JSON), `http-proxy` (Fastify with @fastify/http-proxy in front of it), and
 // `gateway` (Flowgate with a proxy route to it, logging on as in production); for the GraphQL
-// scenario, `graphql-upstream` (graphql-http on node:http) and `graphql-gateway` (a GraphQL route to it).
+// scenario, `graphql-upstream` (graphql-http on node:http) and `graphql-gateway` (a GraphQL route to it);
+// for the WebSocket scenario `ws-upstream` (a `ws` echo server), `ws-http-proxy` (@fastify/http-proxy
+// with `websocket: true`) and `ws-gateway` (Flowgate with a WebSocket route to it).
 import '../lib/v8-flags.js'
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -13,6 +15,7 @@ import { buildSchema } from 'graphql'
 import { createHandler } from 'graphql-http/lib/use/http'
 import { connect } from 'nats'
 import { Registry } from 'prom-client'
+import { WebSocketServer } from 'ws'
 import { createTokenService } from '../lib/auth.js'
 import { parseConfig } from '../lib/config.js'
 import { createLogger, logDestination } from '../lib/logger.js'
@@ -63,6 +66,16 @@ async function main() {
         { path: '/plain/*', upstream: 'catalog', auth: 'public', stripPrefix: true },
       ],
     })
+  } else if (role === 'ws-http-proxy') {
+    const app = Fastify({ logger: false })
+    await app.register(proxy, { upstream, prefix: '/ws', rewritePrefix: '/', websocket: true })
+    await app.listen({ port: Number(port), host: '127.0.0.1' })
+  } else if (role === 'ws-upstream') {
+    const wss = new WebSocketServer({ port: Number(port), host: '127.0.0.1', perMessageDeflate: false })
+    wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })))
+    await new Promise<void>((r) => wss.once('listening', r))
+  } else if (role === 'ws-gateway') {
+    await startGateway({ upstreams: { echo: { targets: [{ url: upstream }] } }, routes: [{ path: '/ws/*', upstream: 'echo', stripPrefix: true, auth: 'public', websocket: true }] })
   } else {
     throw new Error(`unknown role ${role}`)
   }

@@ -4,8 +4,9 @@
 // line off, as @fastify/http-proxy runs here). Rounds side by side; each ratio is
 // the median of the per-round ratios (a shared 2-core VM drifts by ±20% from minute to minute).
 // Prints req/s, p50/p99, the p99 each proxy adds over direct, and CPU µs per request per process.
-// Then a GraphQL query direct and through a GraphQL route (./proxy-graphql.ts; BENCH_GRAPHQL_ROUNDS,
-// 0 skips it; BENCH_GRAPHQL_ONLY=1 runs only it).
+// Scenarios (BENCH_SCENARIOS, default ws,http,graphql, in that order): the WebSocket echo
+// (./ws-echo.ts), the HTTP proxy above, then a GraphQL query direct and through a GraphQL route
+// (./proxy-graphql.ts; BENCH_GRAPHQL_ROUNDS rounds, 0 skips it).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -14,12 +15,14 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { freePort } from '../lib/net.js'
 import { graphqlScenario } from './proxy-graphql.js'
+import { runEchoScenarios } from './ws-echo.js'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const ROUND_SEC = Number(process.env.BENCH_ROUND_SEC ?? 5)
 const GRAPHQL_ROUNDS = Number(process.env.BENCH_GRAPHQL_ROUNDS ?? ROUNDS)
-const GRAPHQL_ONLY = process.env.BENCH_GRAPHQL_ONLY === '1'
+const SCENARIOS = (process.env.BENCH_SCENARIOS ?? 'ws,http,graphql').split(',')
+const WS_CLIENTS = Number(process.env.BENCH_WS_CLIENTS ?? 50)
 const child = fileURLToPath(new URL('./proxy-child.js', import.meta.url))
 const children: ChildProcess[] = []
 const roles = new Map<string, ChildProcess>()
@@ -74,8 +77,11 @@ async function main() {
   const natsUrl = `nats://127.0.0.1:${natsPort}`
   await new Promise((r) => setTimeout(r, 300))
   try {
-    const graphql = () => graphqlScenario({ start, load, freePort, natsUrl, rounds: GRAPHQL_ROUNDS, roundSec: ROUND_SEC })
-    if (GRAPHQL_ONLY) return await graphql()
+    const graphql = async () => {
+      if (SCENARIOS.includes('graphql') && GRAPHQL_ROUNDS > 0) await graphqlScenario({ start, load, freePort, natsUrl, rounds: GRAPHQL_ROUNDS, roundSec: ROUND_SEC })
+    }
+    if (SCENARIOS.includes('ws')) await webSocketScenario(natsUrl)
+    if (!SCENARIOS.includes('http')) return await graphql()
     const upPort = await freePort()
     const hpPort = await freePort()
     const gwPort = await freePort()
@@ -133,12 +139,32 @@ async function main() {
     const verdict = ratio('gateway', 'httpProxy')
     console.log(`\nFlowgate / @fastify/http-proxy: ${verdict.toFixed(2)}× (per round: ${rounds.map((r) => (r.gateway.rps / r.httpProxy.rps).toFixed(2)).join(' ')}); target ≥ 1.0×: ${verdict >= 1 ? 'ok' : 'MISSED'}`)
     console.log(`without its request log line: ${ratio('quiet', 'httpProxy').toFixed(2)}× (per round: ${rounds.map((r) => (r.quiet.rps / r.httpProxy.rps).toFixed(2)).join(' ')})`)
-    if (GRAPHQL_ROUNDS > 0) await graphql()
+    await graphql()
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 300))
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** Direct, @fastify/http-proxy with `websocket: true`, and a Flowgate WebSocket route to one `ws` echo server. */
+async function webSocketScenario(natsUrl: string) {
+  const [wsUp, wsHp, wsGw] = [await freePort(), await freePort(), await freePort()]
+  const upstream = `http://127.0.0.1:${wsUp}`
+  await start('ws-upstream', ['ws-upstream', String(wsUp)])
+  await start('ws-http-proxy', ['ws-http-proxy', String(wsHp), upstream])
+  await start('ws-gateway', ['ws-gateway', String(wsGw), upstream, natsUrl])
+  console.log(`${WS_CLIENTS} WebSocket clients, sequential echo round trips of 64 bytes, ${ROUNDS} rounds of ${ROUND_SEC} s per scenario`)
+  await runEchoScenarios(
+    [
+      { name: 'direct to the upstream', url: `ws://127.0.0.1:${wsUp}/`, roles: ['ws-upstream'] },
+      { name: '@fastify/http-proxy (ws)', url: `ws://127.0.0.1:${wsHp}/ws/echo`, roles: ['ws-http-proxy', 'ws-upstream'] },
+      { name: 'Flowgate WebSocket route', url: `ws://127.0.0.1:${wsGw}/ws/echo`, roles: ['ws-gateway', 'ws-upstream'] },
+    ],
+    cpuOf,
+    { clients: WS_CLIENTS, rounds: ROUNDS, roundSec: ROUND_SEC },
+  )
+  console.log('')
 }
 
 main().then(

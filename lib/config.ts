@@ -109,6 +109,13 @@ export const ConfigSchema = Type.Object({
   servicesKvTtlSec: Int('SERVICES_KV_TTL_SEC', 'how long a registration lasts without a heartbeat (`flowgate upstream register` renews it every third of that)', 15, 3, 300),
   consulUrl: Opt('CONSUL_URL', 'Consul agent HTTP address for upstreams discovered through Consul; off when unset'),
   consulToken: Opt('CONSUL_TOKEN', 'Consul ACL token'),
+  // WebSocket proxying (routes with `websocket` in the services file)
+  wsMaxSockets: Int('WS_MAX_SOCKETS', 'open proxied WebSockets (and handshakes under way) per gateway; past it an upgrade is refused with 503', 10000, 1, 1000000),
+  wsMaxSocketsPerClient: Int('WS_MAX_SOCKETS_PER_CLIENT', 'open proxied WebSockets per client (token subject, else address); past it an upgrade is refused with 429', 100, 1, 1000000),
+  wsIdleTimeoutMs: Int('WS_IDLE_TIMEOUT_MS', 'a proxied WebSocket with no frame either way for this long is closed (1001) on both sides; a route may set its own', 300000, 1000, 86400000),
+  wsMaxMessageBytes: Int('WS_MAX_MESSAGE_BYTES', 'largest WebSocket message relayed, checked while it arrives (1009 to its sender, the other side closed too); a route may set its own', 1048576, 125, 268435456),
+  wsAuthQueryParam: Str('WS_AUTH_QUERY_PARAM', 'query parameter an upgrade may carry its bearer token in (browsers cannot set Authorization); removed before routing, never forwarded or logged; empty = off', '', { pattern: '^[A-Za-z0-9_.-]{0,64}$' }),
+  wsAuthSubprotocolPrefix: Str('WS_AUTH_SUBPROTOCOL_PREFIX', 'an offered Sec-WebSocket-Protocol starting with this carries the bearer token after it (e.g. `bearer.`); removed before forwarding; empty = off', '', { pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{0,64}$" }),
   demoUpstreams: Bool('DEMO_UPSTREAMS', 'in development, `flowgate start` without SERVICES_FILE runs two demo upstreams behind /api/products', true),
   // Observability: sampling, export bounds, per-process metrics ports
   otelTracesSampler: Type.Union(

@@ -10,11 +10,14 @@ import { FORM_TYPE, parseForm } from './form-body.js'
 import { CATCH_ALL } from './hooks.js'
 import { targetOf, type Resolver } from './resolver.js'
 import type { ProxyHandler } from './upstream/proxy.js'
+import { upgradeOf } from './upstream/ws-upgrade.js'
 
 export interface CatchAllDeps {
   resolver: Resolver
   callFlow: FlowHandler
   proxy: ProxyHandler
+  /** A WebSocket upgrade on a proxy route (the upgrade guard let only those allowing it through). */
+  proxyUpgrade: ProxyHandler
   bodyLimitBytes: number
   /** Methods the catch-all takes (OPTIONS is left to CORS when CORS is on). */
   methods: string[]
@@ -54,7 +57,7 @@ export async function registerCatchAll(app: FastifyInstance, deps: CatchAllDeps)
       handler: async function route(request: FastifyRequest, reply: FastifyReply) {
         const target = targetOf(request, resolver)
         if (target?.kind === 'flow') return callFlow(request, reply, target)
-        if (target?.kind === 'proxy') return proxy(request, reply, target)
+        if (target?.kind === 'proxy') return upgradeOf(request.raw)?.websocket ? deps.proxyUpgrade(request, reply, target) : proxy(request, reply, target)
         throw deps.notServed(request)
       },
     })

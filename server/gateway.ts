@@ -33,6 +33,7 @@ import { createProxyHandler, type ProxyDeps } from './upstream/proxy.js'
 import { startDiscoverySources } from './upstream/sources.js'
 import { registerUpstreamStatsRoutes } from './upstream/stats-routes.js'
 import { createUpstreams, type Upstreams } from './upstream/upstreams.js'
+import { createWebSockets, type WebSockets } from './upstream/websockets.js'
 
 export interface GatewayDeps {
   nats: NatsConnection
@@ -54,6 +55,8 @@ export interface Gateway {
   upstreams: Upstreams
   /** The last requests answered (bounded). */
   recent: RecentRequests
+  /** Proxied WebSockets: the open ones and their limits. */
+  websockets: WebSockets
   /** Readiness goes false at once; the server stops accepting and in-flight requests finish; then everything closes. */
   close(): Promise<void>
 }
@@ -107,6 +110,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     proxyLimits: () => upstreams.hasRateLimits(),
   })
 
+  const securityHeaderNames = new Set(Object.keys(security.api))
+  // Upgrades meet the edge above; past it only a proxy route with `websocket` takes one.
+  const websockets = createWebSockets(app, config, {
+    log, tokens, tracing, registry: deps.registry, events: deps.edge?.events, recent, http: metrics, upstreamMetrics: upstreams.metrics, securityHeaderNames,
+    resolve: (request) => targetOf(request, resolver),
+  })
+  websockets.listen(deps.http)
+
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err))
   app.setNotFoundHandler((request, reply) => sendError(request, reply, notServed(request, own, resolver)))
 
@@ -122,11 +133,12 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
   registerTelemetryRoute(app, recent, tokens)
   registerUpstreamStatsRoutes(app, upstreams, tokens)
 
-  const proxyDeps: ProxyDeps = { tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames: new Set(Object.keys(security.api)) }
+  const proxyDeps: ProxyDeps = { tokens, tracing, log, metrics: upstreams.metrics, securityHeaderNames }
   await registerCatchAll(app, {
     resolver,
     callFlow: createFlowHandler(config, { nats: nc, requester, tokens, contested: discovery.contested, tracing, metrics }),
     proxy: createProxyHandler(proxyDeps, createGraphqlHandler(proxyDeps, graphqlMetrics)),
+    proxyUpgrade: websockets.handler,
     bodyLimitBytes: config.bodyLimitBytes,
     methods: config.corsOrigins.length > 0 ? METHODS.filter((m) => m !== 'OPTIONS') : METHODS,
     notServed: (request) => notServed(request, own, resolver),
@@ -138,8 +150,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps): Promise<G
     requester,
     upstreams,
     recent,
+    websockets,
     async close() {
       closing = true
+      await websockets.close()
       // The one place the server stops: on the server the gateway was handed, or on Fastify's own.
       await drain(app.server, async () => {
         await deps.http?.close()

@@ -1,7 +1,8 @@
 // The gateway's HTTP server, listening before NATS is reachable: liveness answers, readiness says
 // no, and every other request gets the 503 envelope at once instead of a refused connection. When
 // the bus is up, the Fastify app takes over the same server (no port switch, nothing refused).
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import { createServer, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { errorEnvelope, JSON_TYPE } from '../lib/envelope.js'
 import { errors, type FlowgateError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
@@ -9,12 +10,17 @@ import { acceptRequestId, parseTraceparent } from '../lib/trace-context.js'
 import { createClientErrorHandler } from './client-errors.js'
 import { notReady } from './ops-routes.js'
 
+/** The server's `upgrade` listener. */
+export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+
 export interface GatewayHttpServer {
   server: Server
   /** The server's `clientError` listener (requests the HTTP parser refuses), for Fastify to take as its own. */
   clientErrorHandler: ReturnType<typeof createClientErrorHandler>
   /** Takes the handler that will serve (Fastify's, through its serverFactory option). */
   prepare(handler: RequestListener): void
+  /** Takes the listener that will serve upgrade requests (WebSocket proxying) once activated. */
+  prepareUpgrade(listener: UpgradeListener): void
   /** Hands every request from now on to the prepared handler: call it once the app is ready. */
   activate(): void
   listen(port: number, host: string): Promise<void>
@@ -25,6 +31,9 @@ export interface GatewayHttpServer {
 export function createGatewayHttpServer(opts: { requestTimeoutMs: number; log: Logger }): GatewayHttpServer {
   let handler: RequestListener = waitingForBus
   let prepared: RequestListener | undefined
+  // Until the app is ready an upgrade is answered as any request is: 503, no upgrade.
+  let upgrade: UpgradeListener = (req, socket) => serveOnSocket(req, socket, waitingForBus)
+  let preparedUpgrade: UpgradeListener | undefined
   const server = createServer(
     {
       // A client has this long to send its whole request (408 after), headers within the same bound;
@@ -37,15 +46,20 @@ export function createGatewayHttpServer(opts: { requestTimeoutMs: number; log: L
   )
   const clientErrorHandler = createClientErrorHandler(opts.log)
   server.on('clientError', clientErrorHandler)
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => upgrade(req, socket, head))
   return {
     server,
     clientErrorHandler,
     prepare(next) {
       prepared = next
     },
+    prepareUpgrade(listener) {
+      preparedUpgrade = listener
+    },
     activate() {
       if (!prepared) throw new Error('no handler prepared')
       handler = prepared
+      if (preparedUpgrade) upgrade = preparedUpgrade
     },
     listen: (port, host) =>
       new Promise<void>((resolve, reject) => {
@@ -71,6 +85,20 @@ export async function drain(server: Server, close: () => Promise<unknown>): Prom
   } finally {
     clearInterval(sweep)
   }
+}
+
+/**
+ * Serves a request that arrived as an upgrade with a plain HTTP answer on its socket (Node hands
+ * such a request over without a response object), then closes the connection.
+ */
+export function serveOnSocket(req: IncomingMessage, socket: Duplex, handle: RequestListener): ServerResponse {
+  const res = new ServerResponse(req)
+  res.assignSocket(socket as Parameters<ServerResponse['assignSocket']>[0])
+  // The connection ends with this answer: another request on it would find no parser.
+  res.shouldKeepAlive = false
+  res.once('finish', () => (socket as { destroySoon?: () => void }).destroySoon?.() ?? socket.end())
+  handle(req, res)
+  return res
 }
 
 function waitingForBus(req: IncomingMessage, res: ServerResponse): void {

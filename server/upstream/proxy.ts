@@ -17,10 +17,9 @@ import type { ProxyTarget } from '../resolver.js'
 import { bodyLength, limited, readAll, type Body } from './body.js'
 import { NotTheTargetsFault, OPEN_BREAKER } from './breaker.js'
 import { Exchange, failureOf, UpstreamStatus } from './exchange.js'
-import { requestHeaders, responseHeaders } from './headers.js'
+import { requestHeaders, responseHeaders, type Forwarding } from './headers.js'
 import { isJson, META_MAX_BYTES, withMeta } from './meta.js'
 import { statusClass, type UpstreamMetrics } from './metrics.js'
-import { recordFailure, recordSuccess } from './outlier.js'
 import { unsafePath, upstreamPath } from './paths.js'
 import { backoffMs, decideRetry, type Failure } from './retry.js'
 import type { UpstreamTarget } from './target.js'
@@ -171,18 +170,7 @@ export class ProxyCall {
 
   dispatchOptions(ex: Exchange): Dispatcher.DispatchOptions {
     const r = this.request
-    const span = ex.span
-    const chain = r.ips
-    const peer = r.raw.socket?.remoteAddress ?? ''
-    const incoming = r.headers['x-forwarded-for']
-    const headers = requestHeaders(r.headers, this.upstream.spec.stripRequestHeaders, {
-      forwardedFor: chain !== undefined && chain.length > 1 && incoming !== undefined ? `${String(incoming)}, ${peer}` : peer,
-      forwardedProto: r.protocol,
-      forwardedHost: r.host,
-      requestId: r.id,
-      traceparent: formatTraceparent(r.traceId, span.spanId),
-      tracestate: r.tracestate,
-    })
+    const headers = requestHeaders(r.headers, this.upstream.spec.stripRequestHeaders, forwardingOf(r, ex.span.spanId))
     return {
       origin: ex.t.origin,
       path: ex.t.basePath + this.path,
@@ -294,11 +282,7 @@ export class ProxyCall {
   settle(ex: Exchange, failed: boolean): void {
     const t = ex.t
     t.active--
-    t.handled++
-    if (!failed) return recordSuccess(t.ejection)
-    t.failures++
-    const now = Date.now()
-    const ms = recordFailure(t.ejection, this.upstream.spec.outlier, now, this.upstream.targets.length, this.upstream.ejectedCount(now))
+    const ms = this.upstream.recordOutcome(t, failed, Date.now())
     if (ms > 0) {
       this.deps.metrics.ejection(this.upstream.name)
       this.deps.log.warn({ upstream: this.upstream.name, target: t.url, ejectedForMs: ms }, 'upstream target ejected after consecutive failures')
@@ -361,6 +345,21 @@ export class ProxyCall {
     this.reply.raw.removeListener('close', this.onClientClose)
     this.upstream.budget.active--
     if (this.retrying) this.upstream.budget.retrying--
+  }
+}
+
+/** What the gateway tells an upstream about the request: the forwarding fields, its id, the attempt's span as parent. */
+export function forwardingOf(r: FastifyRequest, spanId: string): Forwarding {
+  const chain = r.ips
+  const peer = r.raw.socket?.remoteAddress ?? ''
+  const incoming = r.headers['x-forwarded-for']
+  return {
+    forwardedFor: chain !== undefined && chain.length > 1 && incoming !== undefined ? `${String(incoming)}, ${peer}` : peer,
+    forwardedProto: r.protocol,
+    forwardedHost: r.host,
+    requestId: r.id,
+    traceparent: formatTraceparent(r.traceId, spanId),
+    tracestate: r.tracestate,
   }
 }
 

@@ -27,6 +27,23 @@ describe('services file', () => {
     expect(r.spec.routes[0]).toMatchObject({ stripPrefix: '/api/products', methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], bodyLimitBytes: 1024 })
   })
 
+  it('reads a route\'s websocket setting: off by default, true, or its own limits; GET required, unknown keys and bad bounds refused', () => {
+    const route = (websocket: unknown, extra: Record<string, unknown> = {}) => ({ ...good, routes: [{ path: '/ws/*', upstream: 'products', websocket, ...extra }] })
+    const spec = (doc: unknown) => {
+      const r = checkServices(JSON.stringify(doc), 'json', opts)
+      return r.ok ? r.spec.routes[0]!.websocket : r.problems
+    }
+    expect(spec(good)).toBeUndefined()
+    expect(spec(route(true))).toEqual({ maxMessageBytes: undefined, idleTimeoutMs: undefined })
+    expect(spec(route(false))).toBeUndefined()
+    expect(spec(route({ maxMessageBytes: 65536, idleTimeoutMs: 60000 }))).toEqual({ maxMessageBytes: 65536, idleTimeoutMs: 60000 })
+    expect(problemsOf(route(true, { methods: ['POST'] }))).toEqual(["/routes/0/websocket: a WebSocket upgrade is a GET, which the route's methods leave out"])
+    expect(problemsOf(route({ maxMessageBytes: 10 })).join('\n')).toContain('/routes/0/websocket')
+    expect(problemsOf(route({ idleTimeoutMs: 0 })).join('\n')).toContain('/routes/0/websocket')
+    expect(problemsOf(route({ __proto__: { x: 1 }, idleTimeoutMs: 5000, extra: true })).join('\n')).toContain('/routes/0/websocket')
+    expect(problemsOf(route('yes')).join('\n')).toContain('/routes/0/websocket')
+  })
+
   it('reads YAML too', () => {
     const yaml = 'upstreams:\n  web:\n    targets:\n      - url: http://127.0.0.1:9000\nroutes:\n  - path: /web/*\n    upstream: web\n'
     const r = checkServices(yaml, 'yaml', opts)

@@ -243,7 +243,9 @@ function routeOf(r: RouteFile, where: string, problems: string[], opts: CheckOpt
     if (!allowed.includes(upper)) problems.push(`${where}/methods: ${m} is not one of ${allowed.join(', ')}${graphql ? ' (a GraphQL route)' : ''}`)
     else if (!methods.includes(upper as ProxyMethod)) methods.push(upper as ProxyMethod)
   }
+  if (r.websocket && !methods.includes('GET')) problems.push(`${where}/websocket: a WebSocket upgrade is a GET, which the route's methods leave out`)
   if (problems.length > before) return undefined
+  const ws = r.websocket === true ? {} : r.websocket || undefined
   return {
     path: r.path,
     upstream: r.upstream,
@@ -256,6 +258,7 @@ function routeOf(r: RouteFile, where: string, problems: string[], opts: CheckOpt
     timeoutMs: r.timeoutMs,
     bodyLimitBytes: r.bodyLimitBytes ?? opts.bodyLimitBytes,
     graphql,
+    websocket: ws === undefined ? undefined : { maxMessageBytes: ws.maxMessageBytes, idleTimeoutMs: ws.idleTimeoutMs },
   }
 }
 

@@ -140,6 +140,15 @@ export const RouteFile = Type.Object(
     timeoutMs: opt(Ms(600_000)),
     bodyLimitBytes: opt(Type.Integer({ minimum: 0, maximum: 1024 ** 4 })),
     graphql: opt(GraphqlRouteFile),
+    websocket: opt(
+      Type.Union([
+        Type.Boolean(),
+        Type.Object(
+          { maxMessageBytes: opt(Type.Integer({ minimum: 125, maximum: 268_435_456 })), idleTimeoutMs: opt(Type.Integer({ minimum: 1000, maximum: 86_400_000 })) },
+          { additionalProperties: false },
+        ),
+      ]),
+    ),
   },
   { additionalProperties: false },
 )
@@ -213,6 +222,8 @@ export interface RouteSpec {
   bodyLimitBytes: number
   /** A GraphQL route's settings (server/upstream/graphql.ts); undefined for a plain proxy route. */
   graphql: GraphqlSettings | undefined
+  /** Upgrades to WebSocket allowed (off when undefined); unset limits are the gateway's (WS_*). */
+  websocket: { maxMessageBytes: number | undefined; idleTimeoutMs: number | undefined } | undefined
 }
 
 export interface ServicesSpec {

@@ -21,6 +21,7 @@ export function registerUpstreamStatsRoutes(app: FastifyInstance, upstreams: Ups
         url: t.url,
         weight: t.weight,
         active: t.active,
+        sockets: t.sockets,
         handled: t.handled,
         failures: t.failures,
         ejected: isEjected(t.ejection, now),

@@ -18,7 +18,10 @@ export class UpstreamTarget implements Balanced {
   readonly breaker: TargetBreaker
   readonly ewma = new PeakEwma()
   readonly ejection: EjectionState = newEjectionState()
+  /** Requests in flight, open WebSockets included (least connections spreads sockets too). */
   active = 0
+  /** Open WebSockets. */
+  sockets = 0
   current = 0
   handled = 0
   failures = 0

@@ -2,7 +2,7 @@
 // budget and its current targets (the file's plus those its discovery source reports, replaced as a
 // whole list, so a request already picking never sees a half-updated one).
 import { createBalancer, type Balancer } from './balancers.js'
-import { isEjected, maxEjected } from './outlier.js'
+import { isEjected, maxEjected, recordFailure, recordSuccess } from './outlier.js'
 import { RetryBudget } from './retry.js'
 import type { UpstreamSpec } from './spec.js'
 import type { UpstreamTarget } from './target.js'
@@ -35,6 +35,17 @@ export class Upstream {
   hasOther(tried: readonly UpstreamTarget[], nowMs: number): boolean {
     for (const t of this.targets) if (!tried.includes(t) && this.usable(t, nowMs)) return true
     return false
+  }
+
+  /** One finished call's outcome in the target's counters and ejection state: how long it is now ejected for (0 when it is not). */
+  recordOutcome(t: UpstreamTarget, failed: boolean, nowMs: number): number {
+    t.handled++
+    if (!failed) {
+      recordSuccess(t.ejection)
+      return 0
+    }
+    t.failures++
+    return recordFailure(t.ejection, this.spec.outlier, nowMs, this.targets.length, this.ejectedCount(nowMs))
   }
 
   ejectedCount(nowMs: number): number {
