@@ -3,12 +3,14 @@
 // flow's body is read (bounded) and parsed as JSON or, for the flows that take forms, as a form
 // (./form-body.ts); any other type is a 415; a proxy route's body is left unread, so it streams to
 // the upstream as it came. GET and HEAD bodies are never parsed.
+import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, FlowgateError } from '../lib/errors.js'
 import type { FlowHandler } from './flow-route.js'
 import { FORM_TYPE, parseForm } from './form-body.js'
 import { CATCH_ALL } from './hooks.js'
 import { targetOf, type Resolver } from './resolver.js'
+import { readLimited } from './upstream/body.js'
 import type { ProxyHandler } from './upstream/proxy.js'
 import { upgradeOf } from './upstream/ws-upgrade.js'
 
@@ -75,30 +77,12 @@ export function mediaType(type: string | undefined): string {
 function readBody(request: FastifyRequest, payload: NodeJS.ReadableStream, limit: number, done: (err: Error | null, text?: string) => void): void {
   const declared = Number(request.headers['content-length'])
   if (declared > limit) return done(errors.payloadTooLarge('Request body is larger than the limit'))
-  const chunks: Buffer[] = []
-  let size = 0
-  const onData = (chunk: Buffer) => {
-    size += chunk.length
-    if (size > limit) {
-      cleanup()
-      done(errors.payloadTooLarge('Request body is larger than the limit'))
-      return
-    }
-    chunks.push(chunk)
-  }
-  const onEnd = (err?: Error) => {
-    cleanup()
-    if (err) return done(new FlowgateError('VALIDATION_ERROR', 'The request body could not be read', { stack: false }))
-    if (!Number.isNaN(declared) && size !== declared) return done(new FlowgateError('VALIDATION_ERROR', 'Content-Length does not match the body', { stack: false }))
-    done(null, chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8'))
-  }
-  const cleanup = () => {
-    payload.removeListener('data', onData)
-    payload.removeListener('end', onEnd)
-    payload.removeListener('error', onEnd)
-  }
-  payload.on('data', onData)
-  payload.on('end', onEnd)
-  payload.on('error', onEnd)
-  payload.resume()
+  readLimited(payload as Readable, limit).then(
+    (body) => {
+      if (body === undefined) return done(errors.payloadTooLarge('Request body is larger than the limit'))
+      if (!Number.isNaN(declared) && body.length !== declared) return done(new FlowgateError('VALIDATION_ERROR', 'Content-Length does not match the body', { stack: false }))
+      done(null, body.toString('utf8'))
+    },
+    () => done(new FlowgateError('VALIDATION_ERROR', 'The request body could not be read', { stack: false })),
+  )
 }

@@ -42,9 +42,9 @@ export async function* limited(raw: Readable, limit: number): AsyncGenerator<Buf
   }
 }
 
-
 /**
- * Reads a whole body of at most `limit` bytes (a body the gateway must look at before forwarding).
+ * Reads a whole body of at most `limit` bytes (a body the gateway must look at: a flow's input, a
+ * GraphQL request before forwarding).
  * Resolves undefined as soon as it passes the limit, without reading further; rejects when the
  * client goes away mid-upload.
  */
