@@ -3,6 +3,8 @@
 // expression of deploy/grafana/dashboards/*.json and deploy/prometheus/alerts.yml is evaluated
 // through Prometheus's HTTP API and must return data, so a renamed metric breaks the build rather
 // than a dashboard. `promtool check config` and `promtool test rules` run on deploy/ as shipped.
+// Proxy routes in front of a real GraphQL server and a real WebSocket echo server feed the dashboard's
+// proxy row.
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -12,6 +14,8 @@ import { startNats, type NatsServer } from '../harness/nats.js'
 import { createTestDatabase, type TestDatabase } from '../harness/postgres.js'
 import { CLI, freePort, requireBinary, runCli, startProcess, tempDir, waitFor, type CliProcess, type ServerProcess } from '../harness/process.js'
 import { startRedis, type RedisServer } from '../harness/redis.js'
+import { startGraphqlUpstream, type GraphqlUpstream } from '../upstream/graphql-server.js'
+import WebSocket, { WebSocketServer } from 'ws'
 
 const DEPLOY = resolve('deploy')
 const ALERTS = join(DEPLOY, 'prometheus', 'alerts.yml')
@@ -23,6 +27,8 @@ let redis: RedisServer
 let db: TestDatabase
 let flowgate: CliProcess
 let prometheus: ServerProcess
+let graphql: GraphqlUpstream
+let echo: WebSocketServer
 let promtool = ''
 let base = ''
 let prom = ''
@@ -71,8 +77,21 @@ beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`)
   const bin = requireBinary('prometheus', ['/usr/bin/prometheus'], 'apt-get install prometheus')
   promtool = requireBinary('promtool', ['/usr/bin/promtool'], 'apt-get install prometheus')
-  ;[nats, redis, db] = await Promise.all([startNats(), startRedis(), createTestDatabase('prometheus')])
-  const [port, cachePort, promPort] = await Promise.all([freePort(), freePort(), freePort()])
+  ;[nats, redis, db, graphql] = await Promise.all([startNats(), startRedis(), createTestDatabase('prometheus'), startGraphqlUpstream()])
+  const [port, cachePort, promPort, echoPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()])
+  echo = new WebSocketServer({ port: echoPort, host: '127.0.0.1' })
+  echo.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })))
+  const services = join(tempDir('prom-services'), 'services.json')
+  writeFileSync(
+    services,
+    JSON.stringify({
+      upstreams: { catalog: { targets: [{ url: graphql.url }] }, echo: { targets: [{ url: `http://127.0.0.1:${echoPort}` }] } },
+      routes: [
+        { path: '/graphql', upstream: 'catalog', auth: 'public', graphql: true },
+        { path: '/ws/*', upstream: 'echo', auth: 'public', stripPrefix: true, websocket: true },
+      ],
+    }),
+  )
   flowgate = runCli(['start'], {
     NATS_URL: nats.url,
     DATABASE_URL: db.url,
@@ -81,6 +100,7 @@ beforeAll(async () => {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: tempDir('prom-data'),
+    SERVICES_FILE: services,
     NODE_ENV: 'development',
     ADMIN_EMAIL: EMAIL,
     ADMIN_PASSWORD: PASSWORD,
@@ -125,7 +145,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await prometheus?.stop()
   await stop(flowgate)
-  await Promise.all([nats?.stop(), redis?.stop(), db?.drop()])
+  echo?.close()
+  await Promise.all([nats?.stop(), redis?.stop(), db?.drop(), graphql?.stop()])
 })
 
 /** A short mixed load: logins, cached and uncached reads, flow errors, unknown routes, a rate-limited and then blocked client. */
@@ -142,6 +163,8 @@ async function runLoad() {
       fetch(`${base}/api/v1/admin/list?page=1&limit=${1 + (i % 3)}`, { headers: { authorization: `Bearer ${token}` } }),
       fetch(`${base}/api/v1/orders/quote`, { method: 'POST', headers: json, body: JSON.stringify({ items: [{ sku: i % 4 === 0 ? 'unknown' : 'kettle', quantity: 1 }] }) }),
       fetch(`${base}/api/v1/no/such/route/${i}`),
+      fetch(`${base}/graphql`, { method: 'POST', headers: json, body: JSON.stringify({ query: 'query Hello($n: String) { hello(name: $n) }', operationName: 'Hello', variables: { n: `${i}` } }) }),
+      i % 10 === 1 ? echoOnce(`${base.replace('http', 'ws')}/ws/room`) : undefined,
     ])
     await new Promise((r) => setTimeout(r, 50))
   }
@@ -149,6 +172,17 @@ async function runLoad() {
   for (let n = 0; n < 6; n++) await fetch(`${base}/api/v1/healthcheck`, { headers: client })
   // Ops routes are never refused, even to a blocked address: the block shows on any other route.
   await waitFor(async () => (await fetch(`${base}/api/v1/nothing/here`, { headers: client })).status === 403, 15_000)
+}
+
+/** One WebSocket through the gateway: a message echoed, then closed. */
+async function echoOnce(url: string): Promise<void> {
+  const ws = new WebSocket(url)
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => ws.send('ping'))
+    ws.once('message', () => ws.close(1000))
+    ws.once('close', () => resolve())
+    ws.once('error', reject)
+  })
 }
 
 describe('dashboards and alert rules against a live Prometheus', () => {
