@@ -141,5 +141,14 @@ export function runCli(args: string[], env: Record<string, string>): CliProcess 
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()))
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()))
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  running.add(child)
+  child.once('exit', () => running.delete(child))
   return { child, output: () => out, exit }
 }
+
+// A test that times out, or fails before its own cleanup, must not leave a CLI process running
+// (holding ports and CPU for the files after it): whatever is still up goes with the test file's process.
+const running = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
