@@ -7,6 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+// A test that times out, or fails before its own cleanup, must not leave a server or a CLI process
+// running (holding ports and CPU for the files after it): what is still up goes with the test file's process.
+const running = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `flowgate-${prefix}-`))
 }
@@ -39,6 +46,8 @@ export async function startProcess(opts: {
   removeDir?: boolean
 }): Promise<ServerProcess> {
   const child = spawn(opts.bin, opts.args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
   let out = ''
   const collect = (b: Buffer) => {
     out = (out + b.toString()).slice(-8192)
@@ -146,9 +155,4 @@ export function runCli(args: string[], env: Record<string, string>): CliProcess 
   return { child, output: () => out, exit }
 }
 
-// A test that times out, or fails before its own cleanup, must not leave a CLI process running
-// (holding ports and CPU for the files after it): whatever is still up goes with the test file's process.
-const running = new Set<ChildProcess>()
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL')
-})
+
