@@ -267,10 +267,14 @@ describe('WebSocket limits and faults', () => {
 
   // Last: it blocks the test's own address on this gateway.
   it('refuses an upgrade from a blocked address with 403 IP_BLOCKED, no upgrade', async () => {
-    const before = a.seen.length + b.seen.length
     const now = Date.now()
     await createBlocklistStore(nc, testConfig(nats.url)).block({ address: '127.0.0.1', reason: 'manual', blockedAt: now, expiresAt: now + 60_000 })
-    const refused = await waitFor('blocked', () => rawUpgrade(port, '/pair/x', upgradeHeaders()), (r) => r.status === 403, 5000)
+    // The block reaches the gateway through the KV watch: wait for it with plain requests (which
+    // never reach an upstream), so that the one upgrade below is the one refused.
+    await waitFor('blocked', () => rawExchange(port, 'GET /no/such/route HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), (r) => r.startsWith('HTTP/1.1 403 '), 5000)
+    const before = a.seen.length + b.seen.length
+    const refused = await rawUpgrade(port, '/pair/x', upgradeHeaders())
+    expect(refused.status).toBe(403)
     expect(JSON.parse(refused.body)).toMatchObject({ errorCode: 'IP_BLOCKED' })
     expect(refused.head).toMatch(/\r\nretry-after: \d+/i)
     expect(a.seen.length + b.seen.length).toBe(before)
