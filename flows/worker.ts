@@ -107,6 +107,9 @@ export async function createFlowWorker(
   })
 
   nc.publish(subjects.discoveryAnnounce, JSON.stringify({ service: FLOW_SERVICE_NAME, id: service.info().id }))
+  // A started worker is one the server routes to: its subscriptions and the announce have reached
+  // nats-server, so a gateway asking right after (`flowgate start` starts them side by side) finds it.
+  await nc.flush()
 
   async function runFlow(flow: Flow, msg: Msg): Promise<void> {
     const h = msg.headers
