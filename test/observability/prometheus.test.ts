@@ -185,6 +185,17 @@ async function echoOnce(url: string): Promise<void> {
   })
 }
 
+/** The expressions Prometheus evaluates without error but to no series (each must succeed). */
+async function withoutData(expressions: Array<{ where: string; expr: string }>): Promise<string[]> {
+  const empty: string[] = []
+  for (const { where, expr } of expressions) {
+    const r = await query(expr)
+    expect(r.status, `${where}: ${r.error ?? ''}`).toBe('success')
+    if ((r.data?.result.length ?? 0) === 0) empty.push(`${where}: ${expr}`)
+  }
+  return empty
+}
+
 describe('dashboards and alert rules against a live Prometheus', () => {
   it('deploy/prometheus/prometheus.yml passes promtool check config; alerts.test.yml passes promtool test rules', () => {
     const config = spawnSync(promtool, ['check', 'config', join(DEPLOY, 'prometheus', 'prometheus.yml')], { encoding: 'utf8' })
@@ -207,25 +218,13 @@ describe('dashboards and alert rules against a live Prometheus', () => {
   it('every dashboard query returns data', { timeout: 60_000 }, async () => {
     const expressions = dashboardExpressions()
     expect(expressions.length).toBeGreaterThanOrEqual(20)
-    const empty: string[] = []
-    for (const { where, expr } of expressions) {
-      const r = await query(expr)
-      expect(r.status, `${where}: ${r.error ?? ''}`).toBe('success')
-      if ((r.data?.result.length ?? 0) === 0) empty.push(`${where}: ${expr}`)
-    }
-    expect(empty).toEqual([])
+    expect(await withoutData(expressions)).toEqual([])
   })
 
   it('every alert rule expression returns data (evaluated with bool), and Prometheus loaded the rules', { timeout: 60_000 }, async () => {
     const expressions = alertExpressions()
     expect(expressions.length).toBe(8)
-    const empty: string[] = []
-    for (const { where, expr } of expressions) {
-      const r = await query(expr)
-      expect(r.status, `${where}: ${r.error ?? ''}`).toBe('success')
-      if ((r.data?.result.length ?? 0) === 0) empty.push(`${where}: ${expr}`)
-    }
-    expect(empty).toEqual([])
+    expect(await withoutData(expressions)).toEqual([])
     const rules = (await (await fetch(`${prom}/api/v1/rules`)).json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string }> }> } }
     const loaded = rules.data.groups.flatMap((g) => g.rules)
     expect(loaded).toHaveLength(8)
