@@ -187,8 +187,8 @@ async function main(argv: string[]): Promise<number> {
     for (const [i, load] of loading.entries()) {
       const role = ROLE.get(names[i]!)
       const partsStarted = Promise.all(starting).then(
-        () => undefined,
-        () => undefined, // the start fails as a whole, below
+        (parts) => parts.flatMap((p) => p.instances ?? []),
+        () => [], // the start fails as a whole, below
       )
       const run = load.then((start) => start(role === undefined ? runConfig : busConfig(runConfig, role, bus), log, { ...host, partsStarted }))
       starting.push(run)
@@ -204,7 +204,7 @@ async function main(argv: string[]): Promise<number> {
   }
   for (const r of started) say(`✔ ${r.describe}`)
   if (command === 'start' || command === 'gateway') {
-    const base = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${config.port}`
+    const base = started.find((r) => r.url !== undefined)!.url!
     const products = demo ? `\n  curl ${base}/api/products        (a proxy route to two demo upstreams; SERVICES_FILE to use your own)` : ''
     say(`\nFlowgate is up. Try:\n  curl ${base}/api/v1/healthcheck${products}\n  open ${base}/docs\n`)
   }

@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http'
 import { collectDefaultMetrics, Counter, Gauge, type Registry } from 'prom-client'
 import type { Logger } from './logger.js'
+import type { Instance } from './shutdown.js'
 import type { Tracing } from './telemetry.js'
 
 /** What `flowgate start` lends each part it runs in one process: one tracer, one registry (one scrape target). */
@@ -11,10 +12,11 @@ export interface Host {
   /** When given, the part registers its metrics here and serves none itself (the gateway serves this one). */
   registry?: Registry
   /**
-   * Resolves when the parts this one starts beside in the same process are up (under `flowgate
-   * start`, the gateway's first discovery round waits for the flows, so that round sees them).
+   * Resolves when the parts this one starts beside in the same process are up, with the bus
+   * instances they serve (under `flowgate start`, the gateway asks the flows started beside it
+   * directly instead of waiting out a whole discovery round).
    */
-  partsStarted?: Promise<void>
+  partsStarted?: Promise<readonly Instance[]>
 }
 
 /** The value a label takes once `max` distinct values were seen. */

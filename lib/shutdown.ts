@@ -1,8 +1,18 @@
 import type { Logger } from './logger.js'
 
+/** One running instance of a micro service on the bus (the `id` of its $SRV.INFO answer). */
+export interface Instance {
+  service: string
+  id: string
+}
+
 /** A started process part (gateway, worker, ...): what to print, and how to stop it. */
 export interface Running {
   describe: string
+  /** The micro-service instances it serves on the bus (a gateway in the same process asks them directly). */
+  instances?: readonly Instance[]
+  /** Where it answers HTTP, as bound (PORT=0 takes a free port): the gateway's. */
+  url?: string
   /** Resolves true when everything closed within the deadline. */
   close(): Promise<boolean>
 }

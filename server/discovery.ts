@@ -1,5 +1,6 @@
-// Keeps the route table in step with the flows that are running: asks $SRV.INFO every interval and
-// at once when a worker announces itself. A flow missing from MISSED_ROUNDS rounds in a row is
+// Keeps the route table in step with the flows that are running: asks $SRV.INFO every interval, and
+// asks a worker that announces itself directly (by its instance id, answered in milliseconds rather
+// than a whole round's wait). A flow missing from MISSED_ROUNDS rounds in a row is
 // dropped (404); until then a call to it gets the bus's "no responders", a fast 503. A path or flow
 // name belongs to the first service that announced it (./ownership.ts); FLOW_SERVICES, when set,
 // names the only services whose endpoints are routed at all.
@@ -7,6 +8,7 @@ import { ErrorCode, NatsError, RequestStrategy, type NatsConnection, type Servic
 import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../lib/config.js'
 import type { Logger } from '../lib/logger.js'
+import type { Instance } from '../lib/shutdown.js'
 import { subjects } from '../lib/subjects.js'
 import { RouteOwnership, type Claim, type Conflict } from './ownership.js'
 import { buildRouteTable, createSchemaCompiler, routeFromEndpoint, type RouteTable } from './routes.js'
@@ -18,6 +20,12 @@ export interface Discovery {
   table(): RouteTable
   /** One discovery round now; resolves when the table reflects it. */
   refresh(): Promise<void>
+  /**
+   * Asks these instances only, by id, and adds what they serve at once: done when each answered
+   * (or the round's wait passed), not after the whole wait. For a worker that announced itself, and
+   * for the flows `flowgate start` runs beside this gateway.
+   */
+  learn(instances: readonly Instance[]): Promise<void>
   /** True once a round has found at least one flow. */
   ready(): boolean
   /** Claims refused in the latest round: a path or flow name another service already serves. */
@@ -32,6 +40,25 @@ export interface Discovery {
 }
 
 const MAX_NOTES = 1000
+/** Announced instances waiting to be asked; past this, one full round asks everybody instead. */
+const MAX_PENDING = 64
+
+
+/** A service name or instance id as the micro-service protocol allows them (a subject token each). */
+const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
+
+/** The `{service, id}` a worker announces, or undefined for anything else on that subject. */
+export function parseAnnounce(data: Uint8Array): Instance | undefined {
+  let v: unknown
+  try {
+    v = JSON.parse(new TextDecoder().decode(data))
+  } catch {
+    return undefined
+  }
+  if (typeof v !== 'object' || v === null) return undefined
+  const { service, id } = v as Record<string, unknown>
+  return typeof service === 'string' && typeof id === 'string' && TOKEN.test(service) && TOKEN.test(id) ? { service, id } : undefined
+}
 
 export function createDiscovery(
   nc: NatsConnection,
@@ -88,18 +115,38 @@ export function createDiscovery(
     }
   }
 
-  async function round(): Promise<void> {
-    const claims = new Map<string, Claim>()
-    const client = nc.services.client({ maxWait: config.discoveryWaitMs, strategy: RequestStrategy.Timer })
+  /** Every answer to one $SRV.INFO request, collected into claims. */
+  async function gather(infos: Promise<AsyncIterable<ServiceInfo>>, claims: Map<string, Claim>): Promise<void> {
     try {
-      for await (const info of (await client.info()) as AsyncIterable<ServiceInfo>) collect(info, claims)
+      for await (const info of await infos) collect(info, claims)
     } catch (err) {
       // No service at all answers with "no responders": an empty round, not a failed one.
       if (!(err instanceof NatsError && err.code === ErrorCode.NoResponders)) throw err
     }
+  }
+
+  async function round(): Promise<void> {
+    const claims = new Map<string, Claim>()
+    const client = nc.services.client({ maxWait: config.discoveryWaitMs, strategy: RequestStrategy.Timer })
+    await gather(client.info() as Promise<AsyncIterable<ServiceInfo>>, claims)
     lastClaims = claims
-    const result = ownership.round([...claims.values()])
-    conflicts = result.conflicts
+    apply(claims, false)
+  }
+
+  async function ask(instances: readonly Instance[]): Promise<void> {
+    const claims = new Map<string, Claim>()
+    // Each instance answers its own subject once: the request ends with that answer.
+    const client = nc.services.client({ maxWait: config.discoveryWaitMs, strategy: RequestStrategy.Count, maxMessages: 1 })
+    await Promise.all(instances.map((i) => gather(client.info(i.service, i.id) as Promise<AsyncIterable<ServiceInfo>>, claims)))
+    for (const [key, claim] of claims) if (lastClaims.size < MAX_ROUTES) lastClaims.set(key, claim)
+    apply(claims, true)
+  }
+
+  function apply(claims: Map<string, Claim>, partial: boolean): void {
+    const result = ownership.round([...claims.values()], partial)
+    // A partial round adds what it saw (an impostor that just announced is contested at once); the
+    // next full round says what still holds.
+    conflicts = partial ? [...new Map([...conflicts, ...result.conflicts].map((c) => [`${c.kind} ${c.claim} ${c.refused.id}`, c])).values()] : result.conflicts
     contested = new Set(conflicts.filter((c) => c.kind === 'flow').map((c) => c.claim))
     for (const c of result.conflicts) {
       if (!once(`conflict ${c.kind} ${c.claim} ${c.refused.service} ${c.refused.id}`)) continue
@@ -115,6 +162,26 @@ export function createDiscovery(
       log.info({ routes: table.routes.map((r) => `${r.method} ${r.path} -> ${r.subject}`) }, 'route table updated')
     }
     if (ownership.size > 0) found = true
+  }
+
+  /** Announced instances not asked yet, by service and id; asked one batch at a time. */
+  const pending = new Map<string, Instance>()
+  let asking: Promise<void> | undefined
+  function learn(instances: readonly Instance[]): Promise<void> {
+    for (const i of instances) if (pending.size < MAX_PENDING) pending.set(`${i.service}.${i.id}`, i)
+    if (pending.size >= MAX_PENDING) {
+      // A flood of announcements (or a peer faking them) costs one full round, not one request each.
+      pending.clear()
+      return refresh()
+    }
+    asking ??= (async () => {
+      while (pending.size > 0 && !closed) {
+        const batch = [...pending.values()]
+        pending.clear()
+        await ask(batch).catch((err: unknown) => log.warn({ err }, 'asking announced flows failed'))
+      }
+    })().finally(() => (asking = undefined))
+    return asking
   }
 
   let followUp: Promise<void> | undefined
@@ -136,11 +203,20 @@ export function createDiscovery(
 
   const timer = setInterval(() => void refresh(), config.discoveryIntervalMs)
   timer.unref()
-  const announce = nc.subscribe(subjects.discoveryAnnounce, { callback: () => void (closed || refresh()) })
+  // A worker that says who it is is asked directly; an announcement without a valid instance (an
+  // older worker) asks everybody.
+  const announce = nc.subscribe(subjects.discoveryAnnounce, {
+    callback: (_err, msg) => {
+      if (closed) return
+      const instance = parseAnnounce(msg.data)
+      void (instance ? learn([instance]) : refresh())
+    },
+  })
 
   return {
     table: () => table,
     refresh,
+    learn,
     ready: () => found,
     conflicts: () => conflicts,
     contested: (subject) => contested.size > 0 && contested.has(subject),

@@ -49,15 +49,23 @@ async function startOn(http: GatewayHttpServer, closers: Closer[], config: Confi
   const gateway = await buildGateway(config, { nats: nc, log, tokens: createTokenService(config), tracing, registry, edge, http })
   // The server stops taking requests and lets those in flight finish before the gateway lets go of NATS.
   closers.push({ name: 'gateway', close: () => gateway.close() })
-  await host.partsStarted
-  await gateway.discovery.refresh()
+  // Under `flowgate start`, the flows started beside this gateway are asked directly (milliseconds),
+  // and a full round finds any other worker in the background; run on its own, one full round first.
+  const beside = (await host.partsStarted) ?? []
+  if (beside.length > 0) {
+    await gateway.discovery.learn(beside)
+    void gateway.discovery.refresh()
+  } else await gateway.discovery.refresh()
   // A proxy route taking a flow's requests is a start-up error, not a silent winner.
   gateway.upstreams.checkFlows(gateway.discovery.table())
   await gateway.app.ready()
   http.activate()
   const { address, port } = http.server.address() as AddressInfo
   const proxies = gateway.upstreams.table().routes.length
+  // A wildcard address is reached through localhost (the banner's curl lines).
+  const url = `http://${address === '0.0.0.0' || address === '::' ? 'localhost' : address.includes(':') ? `[${address}]` : address}:${port}`
   return {
+    url,
     describe: `gateway: http://${address}:${port} (${gateway.discovery.table().routes.length} flow routes discovered, ${proxies} proxy route${proxies === 1 ? '' : 's'})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }

@@ -47,4 +47,16 @@ describe('route ownership', () => {
     expect(taken.conflicts).toEqual([])
     expect(taken.changed).toBe(true)
   })
+
+  it('takes a partial round (instances asked by id) as additions: nothing it did not ask about is missed', () => {
+    const o = new RouteOwnership(2)
+    o.round([claim('workers', 'a.get', '/a'), claim('workers', 'b.get', '/b')])
+    for (let i = 0; i < 5; i++) expect(o.round([claim('workers', 'c.get', '/c', 'v1', 'workers-2')], true).removed).toEqual([])
+    expect(o.routes().map((r) => r.flow)).toEqual(['a.get', 'b.get', 'c.get'])
+    // still refuses a claim on what another service holds
+    expect(o.round([claim('rogue', 'a.get', '/elsewhere')], true).conflicts.map((c) => c.kind)).toEqual(['flow'])
+    // a full round counts the misses again
+    o.round([claim('workers', 'a.get', '/a')])
+    expect(o.round([claim('workers', 'a.get', '/a')]).removed.map((r) => r.flow)).toEqual(['b.get', 'c.get'])
+  })
 })

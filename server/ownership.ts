@@ -55,8 +55,12 @@ export class RouteOwnership {
     return this.held.size
   }
 
-  /** Applies one discovery round: the claims seen, in the order they arrived. */
-  round(claims: readonly Claim[]): RoundResult {
+  /**
+   * Applies one discovery round: the claims seen, in the order they arrived. A partial round (the
+   * answer of a few instances asked by id) adds and updates what they claim but counts no route as
+   * missed: the services it did not ask were not absent.
+   */
+  round(claims: readonly Claim[], partial = false): RoundResult {
     const conflicts: Conflict[] = []
     let changed = false
     const present = new Set<string>()
@@ -97,6 +101,7 @@ export class RouteOwnership {
     }
 
     const removed: FlowRoute[] = []
+    if (partial) return { changed, conflicts, removed }
     for (const [subject, h] of this.held) {
       if (present.has(subject)) continue
       if (++h.missed >= this.missedRounds) {

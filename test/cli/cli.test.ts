@@ -91,6 +91,18 @@ describe('flowgate CLI', () => {
     }
   })
 
+  it('gateway with PORT=0 names the port it took, and answers there', async () => {
+    const p = runCli(['gateway'], { NATS_URL: nats.url, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', EVENTS_ENABLED: 'false' })
+    try {
+      await waitFor(() => p.output().includes('Flowgate is up'))
+      const port = Number(/curl http:\/\/127\.0\.0\.1:(\d+)\/api\/v1\/healthcheck/.exec(p.output())?.[1])
+      expect(port).toBeGreaterThan(0)
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200)
+    } finally {
+      p.child.kill('SIGKILL')
+    }
+  })
+
   it('gateway started before NATS: listens at once with 503s, then serves when NATS comes up', async () => {
     const bus = await startNats()
     await bus.pause()
