@@ -31,5 +31,5 @@ COPY deploy/cache-policy.example.yaml deploy/
 RUN mkdir -p /nats && chown node:node /nats
 USER node
 EXPOSE 3000
-ENTRYPOINT ["node", "dist/cli/main.js"]
+ENTRYPOINT ["node", "dist/app/main.js"]
 CMD ["start"]

@@ -8,7 +8,14 @@
 // module that imports them is loaded: the CLI calls it first when tracing is on, and loads the
 // process modules afterwards (dynamic imports), so tracing off costs not even the import.
 // undici reports through diagnostics_channel, which works whenever it is subscribed.
+// The instrumentation packages are imported statically: this module is itself loaded only when
+// tracing is on, and in the linked build (scripts/bundle.mjs) a dynamic import() of a CommonJS
+// package yields only its default export.
 import { createRequire } from 'node:module'
+import { registerInstrumentations } from '@opentelemetry/instrumentation'
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
+import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
 
 export interface InstrumentedLibraries {
   /** Library modules that were already loaded before the hooks (their calls are not traced). */
@@ -31,12 +38,6 @@ export async function instrumentLibraries(disabled: readonly InstrumentedLibrary
       return false // not installed: nothing to patch
     }
   })
-  const [{ registerInstrumentations }, { PgInstrumentation }, { IORedisInstrumentation }, { UndiciInstrumentation }] = await Promise.all([
-    import('@opentelemetry/instrumentation'),
-    import('@opentelemetry/instrumentation-pg'),
-    import('@opentelemetry/instrumentation-ioredis'),
-    import('@opentelemetry/instrumentation-undici'),
-  ])
   const make = {
     // No parameter values: they hold what callers sent (emails, hashes).
     pg: () => new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),

@@ -194,14 +194,8 @@ export interface TracingOptions {
 /** Starts the OpenTelemetry SDK when an OTLP endpoint is configured (loaded only then: it is large); `component` names the service unless OTEL_SERVICE_NAME does. */
 export async function createTracing(config: TracingConfig, component: string, options: TracingOptions = {}): Promise<Tracing> {
   if (!config.otelEndpoint) return disabledTracing
-  const [base, node, { OTLPTraceExporter }, { resourceFromAttributes, defaultResource }, semconv, { ExportResultCode }] = await Promise.all([
-    import('@opentelemetry/sdk-trace-base'),
-    import('@opentelemetry/sdk-trace-node'),
-    import('@opentelemetry/exporter-trace-otlp-http'),
-    import('@opentelemetry/resources'),
-    import('@opentelemetry/semantic-conventions'),
-    import('@opentelemetry/core'),
-  ])
+  const { base, NodeTracerProvider, OTLPTraceExporter, resourceFromAttributes, defaultResource, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION, ExportResultCode } =
+    await import('./otel-sdk.js')
   const counts = new Counts()
   const maxQueue = config.otelBspMaxQueueSize
 
@@ -244,11 +238,11 @@ export async function createTracing(config: TracingConfig, component: string, op
   const resource = defaultResource().merge(
     resourceFromAttributes({
       ...resourceAttributes(config.otelResourceAttributes),
-      [semconv.ATTR_SERVICE_NAME]: config.otelServiceName ?? (component ? `flowgate-${component}` : 'flowgate'),
-      [semconv.ATTR_SERVICE_VERSION]: '0.1.0',
+      [ATTR_SERVICE_NAME]: config.otelServiceName ?? (component ? `flowgate-${component}` : 'flowgate'),
+      [ATTR_SERVICE_VERSION]: '0.1.0',
     }),
   )
-  const provider = new node.NodeTracerProvider({
+  const provider = new NodeTracerProvider({
     resource,
     sampler: samplerOf(config, base),
     spanProcessors: [bounded],

@@ -1,18 +1,21 @@
 #!/usr/bin/env node
-// `npm start` runs this before `flowgate start`: the TypeScript build runs only when a source file,
-// a tsconfig or the lockfile is newer than the last build, so a start with nothing changed costs a
-// walk of the source tree (milliseconds) instead of loading the compiler (seconds, even when tsc
-// finds nothing to do). Written by hand, in plain JavaScript, because it must run before any build
-// exists and because `tsc -b`'s own up-to-date check starts the whole compiler.
+// `npm start` runs this before `flowgate start` (scripts/start.mjs): the build (tsc, then
+// scripts/bundle.mjs) runs only when a source file, a tsconfig or the lockfile is newer than the last
+// build, so a start with nothing changed costs a walk of the source tree (milliseconds) instead of
+// loading the compiler (seconds, even when tsc finds nothing to do). Written by hand, in plain
+// JavaScript, because it must run before any build exists and because `tsc -b`'s own up-to-date
+// check starts the whole compiler.
 //   node scripts/build-if-stale.mjs           build when stale, then stamp
 //   node scripts/build-if-stale.mjs --stamp   only stamp (after `npm run build`)
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 
 const PROJECT = 'tsconfig.build.json'
 const STAMP = join('dist', '.build-stamp')
-const ENTRY = join('dist', 'cli', 'main.js')
+/** What `flowgate` runs: scripts/bundle.mjs writes it from tsc's output, last. */
+const ENTRY = join('dist', 'app', 'main.js')
 const INPUTS = ['tsconfig.json', PROJECT, 'package-lock.json']
 
 /** The newest modification time under a folder, of the files the build reads. */
@@ -42,11 +45,20 @@ function stamp(at) {
   utimesSync(STAMP, at / 1000, at / 1000)
 }
 
-if (process.argv.includes('--stamp')) stamp(Date.now())
-else if (stale()) {
+/** Builds when stale; 0 when the build is current, else the failed step's exit code (the build stays stale). */
+export function buildIfStale() {
+  if (!stale()) return 0
   const startedAt = Date.now()
-  // Incremental (tsconfig.build.json): only what changed is compiled again.
-  const tsc = spawnSync(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', PROJECT], { stdio: 'inherit' })
-  if (tsc.status !== 0) process.exit(tsc.status ?? 1)
+  // tsc is incremental (tsconfig.build.json): only what changed is compiled again.
+  for (const step of [[join('node_modules', 'typescript', 'bin', 'tsc'), '-p', PROJECT], [join('scripts', 'bundle.mjs')]]) {
+    const run = spawnSync(process.execPath, step, { stdio: 'inherit' })
+    if (run.status !== 0) return run.status ?? 1
+  }
   stamp(startedAt)
+  return 0
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  if (process.argv.includes('--stamp')) stamp(Date.now())
+  else process.exitCode = buildIfStale()
 }

@@ -1,4 +1,5 @@
-// `flowgate start` as a new user runs it (what `npm start` runs), then used as a seed client and as an
+// `npm start` as a new user runs it (scripts/start.mjs, what npm runs: the build is current, so it
+// goes straight to `flowgate start` in the same process), then used as a seed client and as an
 // attacker would: every part in one process, its own nats-server on a free port, the embedded
 // database, the development defaults. No 500, no non-envelope error, no self-lockout, the original
 // API contract kept; stdout only JSON log lines, the human lines on stderr; Ctrl-C stops it.
@@ -29,7 +30,7 @@ beforeAll(async () => {
     // Room for this file's own calls from 127.0.0.1 before the loop below meets the limit.
     RATE_LIMIT_CAPACITY: '40',
   }
-  child = spawn(process.execPath, [CLI, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  child = spawn(process.execPath, ['scripts/start.mjs'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout!.on('data', (b: Buffer) => (out.stdout += b.toString()))
   child.stderr!.on('data', (b: Buffer) => (out.stderr += b.toString()))
   stopped = new Promise((resolve) => child.once('exit', (code) => resolve(code)))

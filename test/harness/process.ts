@@ -133,8 +133,8 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
   }
 }
 
-/** The built CLI's entry point. */
-export const CLI = 'dist/cli/main.js'
+/** The built CLI's entry point: the linked build (scripts/bundle.mjs), what the `flowgate` bin and `npm start` run. */
+export const CLI = 'dist/app/main.js'
 
 export interface CliProcess {
   child: ChildProcess
