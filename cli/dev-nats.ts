@@ -79,7 +79,8 @@ export async function startLocalBus(config: Config, say: (line: string) => void)
       say(`  watch it read-only with the nats CLI:  nats --server ${url} --nkey ${operator} sub 'gateway.>'`)
       return { url, keys: paths.keys, stop }
     }
-    await new Promise((r) => setTimeout(r, 100))
+    // nats-server takes some tens of milliseconds to listen: a short poll, so the start does not wait longer.
+    await new Promise((r) => setTimeout(r, 15))
   }
   child.kill('SIGKILL')
   throw new NatsMissingError(`nats-server did not accept connections within 10 s: ${stderr}`)
