@@ -1,9 +1,10 @@
 // How long `npm start` takes to be ready (GET /ready answers 200) on an existing data directory,
-// against the previous start script (`npm run build && node dist/cli/main.js start`, which runs tsc
-// every time), measured in the same run, alternating. Each start is the fresh-clone setup: its own
-// nats-server started by `flowgate start` on a free port, the embedded PGlite database, no Redis.
-// Prints wall-clock ms to ready and the CPU ms the whole process tree spent to get there (the
-// second is what a busy machine does not inflate as much).
+// against, measured in the same run and alternating: the CLI run straight from tsc's output (what
+// scripts/bundle.mjs links into dist/app/), the linked CLI run without npm, and the start script
+// before both (`npm run build && node dist/cli/main.js start`, which ran tsc every time). Each start
+// is the fresh-clone setup: its own nats-server started by `flowgate start` on a free port, the
+// embedded PGlite database, no Redis. Prints wall-clock ms to ready and the CPU ms the whole process
+// tree spent to get there (the second is what a busy machine does not inflate as much).
 //   npm run bench:start      (BENCH_ROUNDS=5 to change the runs)
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -77,6 +78,8 @@ async function main() {
   }
   const variants = {
     'npm start (build only when stale)': 'npm start --silent',
+    'node dist/app/main.js start (linked)': 'node dist/app/main.js start',
+    'node dist/cli/main.js start (tsc output)': 'node dist/cli/main.js start',
     'previous: npm run build && flowgate start': 'npm run build --silent && node dist/cli/main.js start',
   }
   try {
