@@ -246,7 +246,7 @@ async function hostFor(command: string, config: Config, log: Logger): Promise<Ho
   }
   const tracing = await createTracing(config, command === 'start' ? '' : command, { activeContext: libraries })
   if (command !== 'start') return { tracing }
-  const { Registry } = await import('prom-client')
+  const { Registry } = await import('../lib/metrics.js')
   const registry = new Registry()
   registerTracingMetrics(registry, tracing)
   return { tracing, registry }

@@ -1,10 +1,13 @@
 // What every process shares for Prometheus: a label guard that keeps a label's value set bounded,
 // the /metrics endpoint of a process run on its own, and what a host process lends the parts it runs.
 import { createServer, type Server } from 'node:http'
-import { collectDefaultMetrics, Counter, Gauge, type Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { Logger } from './logger.js'
 import type { Instance } from './shutdown.js'
 import type { Tracing } from './telemetry.js'
+
+/** prom-client's registry, for a host that loads this module on demand (the CLI). */
+export { Registry }
 
 /** What `flowgate start` lends each part it runs in one process: one tracer, one registry (one scrape target). */
 export interface Host {

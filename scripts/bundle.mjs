@@ -12,16 +12,16 @@ import { build } from 'esbuild'
 export const OUT_DIR = 'dist/app'
 export const ENTRY = `${OUT_DIR}/main.js`
 
-// Left to Node's loader, each for a reason:
+// Left to Node's loader, each for a reason. (Everything else is linked, which is why the code imports
+// CommonJS packages statically: a dynamic import() of a linked CommonJS package yields only its
+// default export, so what must load on demand is a module of ours that imports them, like
+// lib/otel-sdk.ts.)
 const EXTERNAL = [
   // finds its .wasm and data files next to its own module, and runs on its own thread (db/pglite-thread.mjs)
   '@electric-sql/pglite',
   // patched at load by the OpenTelemetry instrumentations (lib/instrumentation.ts), which hook require()
   'pg',
   'ioredis',
-  // CommonJS imported dynamically (the CLI loads it only to serve): once linked, a dynamic import()
-  // of a CommonJS package yields only its default export, so the names would be lost
-  'prom-client',
   // optional native add-ons that pg and ws try to load
   'pg-native',
   'bufferutil',
