@@ -58,7 +58,7 @@ export function buildIfStale() {
   return 0
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (process.argv.includes('--stamp')) stamp(Date.now())
   else process.exitCode = buildIfStale()
 }

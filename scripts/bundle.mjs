@@ -49,4 +49,4 @@ export async function bundle() {
   })
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await bundle()
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await bundle()

@@ -43,7 +43,6 @@ const MAX_NOTES = 1000
 /** Announced instances waiting to be asked; past this, one full round asks everybody instead. */
 const MAX_PENDING = 64
 
-
 /** A service name or instance id as the micro-service protocol allows them (a subject token each). */
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
 
