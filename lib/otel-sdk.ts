@@ -146,11 +146,15 @@ export function startSdkTracing(config: TracingConfig & { otelEndpoint: string }
   const activates = options.activeContext !== false
   provider.register(activates ? {} : { contextManager: null })
   const tracer: Tracer = provider.getTracer('flowgate')
+  const parentBased = !ROOT_ONLY_SAMPLERS.has(config.otelTracesSampler)
 
   return {
     enabled: true,
     startSpan(name, traceId, parentSpanId, attributes, options) {
       if (options?.parent !== undefined && !options.parent.recording) return new SampledOutSpan(traceId ?? options.parent.traceId, newSpanId())
+      // A remote parent that was not sampled decides for its children under a parent-based sampler
+      // (the default): not recorded, so the SDK is not asked (a flow run at 1 % sampling, 99 times in 100).
+      if (parentBased && traceId && parentSpanId && options?.parent === undefined && options?.sampled === false) return new SampledOutSpan(traceId, newSpanId())
       let parent: Context = ROOT_CONTEXT
       if (traceId && parentSpanId) {
         const sampled = options?.parent ? options.parent.flags === '01' : options?.sampled !== false
@@ -190,6 +194,9 @@ function scrubErrors(span: ReadableSpan): void {
   const status = span.status as { message?: string }
   if (status.message) status.message = scrubMessage(status.message)
 }
+
+/** The samplers that decide alone, whatever the parent decided; every other one follows the parent (samplerOf). */
+const ROOT_ONLY_SAMPLERS = new Set(['always_on', 'always_off', 'traceidratio'])
 
 function samplerOf(config: TracingConfig) {
   const ratio = config.otelTracesSamplerArg
