@@ -85,10 +85,9 @@ export async function start(config: Config, log: Logger, say: (line: string) => 
     closers.unshift({ name: 'metrics', close: () => metrics.close() })
     metricsAt = `, metrics on http://${config.metricsHost}:${metrics.port}/metrics`
   }
-  const { name, id } = worker.service.info()
   return {
-    instances: [{ service: name, id }],
-    describe: `flow worker: ${hosted.length} flows on api.v1.* (queue group ${name}, concurrency ${config.flowConcurrency}, database ${databaseKind}${metricsAt})`,
+    instances: [worker.instance],
+    describe: `flow worker: ${hosted.length} flows on api.v1.* (queue group ${worker.instance.service}, concurrency ${config.flowConcurrency}, database ${databaseKind}${metricsAt})`,
     close: () => closeAll(closers, config.shutdownTimeoutMs, log),
   }
 }

@@ -4,6 +4,7 @@
 import { headers as natsHeaders, type Msg, type NatsConnection, type Service } from 'nats'
 import { Value } from '@sinclair/typebox/value'
 import type { Config } from '../lib/config.js'
+import type { Instance } from '../lib/shutdown.js'
 import { authorize, identify, type TokenService } from '../lib/auth.js'
 import { errorEnvelope, successEnvelope } from '../lib/envelope.js'
 import { errors, FlowgateError, toFlowgateError } from '../lib/errors.js'
@@ -38,6 +39,8 @@ export interface FlowWorkerDeps {
 
 export interface FlowWorker {
   readonly service: Service
+  /** This worker on the bus, as it announces itself (a gateway asks it by this id). */
+  readonly instance: Instance
   /** Runs in progress and waiting, for tests and /ready. */
   stats(): { running: number; queued: number; refused: number; stepEventsDropped: number; limit: number; queueLimit: number }
   /** Stops taking requests (the endpoints unsubscribe), lets running flows finish (bounded). */
@@ -106,7 +109,8 @@ export async function createFlowWorker(
     callback: (_err, msg) => inflight.get(msg.string())?.abort(errors.gatewayTimeout('Caller went away')),
   })
 
-  nc.publish(subjects.discoveryAnnounce, JSON.stringify({ service: FLOW_SERVICE_NAME, id: service.info().id }))
+  const instance: Instance = { service: FLOW_SERVICE_NAME, id: service.info().id }
+  nc.publish(subjects.discoveryAnnounce, JSON.stringify(instance))
   // A started worker is one the server routes to: its subscriptions and the announce have reached
   // nats-server, so a gateway asking right after (`flowgate start` starts them side by side) finds it.
   await nc.flush()
@@ -222,6 +226,7 @@ export async function createFlowWorker(
 
   return {
     service,
+    instance,
     stats: () => ({ running: gate.running, queued: gate.queued, refused, stepEventsDropped, limit: gate.limit, queueLimit: gate.queueLimit }),
     async stop(timeoutMs) {
       cancelSub.unsubscribe()

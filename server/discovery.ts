@@ -43,6 +43,9 @@ const MAX_NOTES = 1000
 /** Announced instances waiting to be asked; past this, one full round asks everybody instead. */
 const MAX_PENDING = 64
 
+/** One refused claim: what was claimed, and by which instance. */
+const conflictKey = (c: Conflict) => `conflict ${c.kind} ${c.claim} ${c.refused.service} ${c.refused.id}`
+
 /** A service name or instance id as the micro-service protocol allows them (a subject token each). */
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -145,10 +148,10 @@ export function createDiscovery(
     const result = ownership.round([...claims.values()], partial)
     // A partial round adds what it saw (an impostor that just announced is contested at once); the
     // next full round says what still holds.
-    conflicts = partial ? [...new Map([...conflicts, ...result.conflicts].map((c) => [`${c.kind} ${c.claim} ${c.refused.id}`, c])).values()] : result.conflicts
+    conflicts = partial ? [...new Map([...conflicts, ...result.conflicts].map((c) => [conflictKey(c), c])).values()] : result.conflicts
     contested = new Set(conflicts.filter((c) => c.kind === 'flow').map((c) => c.claim))
     for (const c of result.conflicts) {
-      if (!once(`conflict ${c.kind} ${c.claim} ${c.refused.service} ${c.refused.id}`)) continue
+      if (!once(conflictKey(c))) continue
       conflictCounter?.inc({ kind: c.kind })
       log.error(
         { conflict: c.kind, claim: c.claim, kept: c.kept, refused: c.refused },

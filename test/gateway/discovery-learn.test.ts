@@ -70,14 +70,13 @@ describe('discovery of an announced worker', () => {
     // A worker whose announce this gateway never sees (published before the gateway listened, say).
     const silent = await startWorker(config, [flow('learn.second', '/learn/second')], logs.log)
     workers.push(silent)
-    const { name, id } = silent.worker.service.info()
     const t0 = performance.now()
-    await gw.gateway.discovery.learn([{ service: name, id }])
+    await gw.gateway.discovery.learn([silent.worker.instance])
     expect(performance.now() - t0).toBeLessThan(WAIT_MS / 3)
     expect(gw.gateway.discovery.table().find('GET', '/api/v1/learn/second')).toBeDefined()
     // Asking an instance that is not there ends at once (no responders), and takes nothing away.
     const t1 = performance.now()
-    await gw.gateway.discovery.learn([{ service: name, id: 'NOSUCHINSTANCE' }])
+    await gw.gateway.discovery.learn([{ ...silent.worker.instance, id: 'NOSUCHINSTANCE' }])
     expect(performance.now() - t1).toBeLessThan(WAIT_MS / 3)
     expect(gw.gateway.discovery.table().find('GET', '/api/v1/learn/first')).toBeDefined()
   })
