@@ -87,11 +87,11 @@ class Counts implements TracingStats {
 }
 
 /** The SDK's tracer behind the Tracing interface (lib/telemetry.ts's createTracing). */
-export function startSdkTracing(config: TracingConfig & { otelEndpoint: string }, component: string, options: TracingOptions): Tracing {
+export function startSdkTracing(config: TracingConfig, endpoint: string, component: string, options: TracingOptions): Tracing {
   const counts = new Counts()
   const maxQueue = config.otelBspMaxQueueSize
 
-  const otlp = new OTLPTraceExporter({ url: tracesUrl(config.otelEndpoint), timeoutMillis: config.otelExporterTimeoutMs })
+  const otlp = new OTLPTraceExporter({ url: tracesUrl(endpoint), timeoutMillis: config.otelExporterTimeoutMs })
   const exporter: SpanExporter = {
     export(spans, done) {
       counts.queued -= spans.length

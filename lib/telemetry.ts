@@ -134,7 +134,7 @@ export interface TracingOptions {
 export async function createTracing(config: TracingConfig, component: string, options: TracingOptions = {}): Promise<Tracing> {
   if (!config.otelEndpoint) return disabledTracing
   const { startSdkTracing } = await import('./otel-sdk.js')
-  return startSdkTracing({ ...config, otelEndpoint: config.otelEndpoint }, component, options)
+  return startSdkTracing(config, config.otelEndpoint, component, options)
 }
 
 const QUOTED = /'[^']*'|"[^"]*"/g

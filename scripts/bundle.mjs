@@ -6,11 +6,9 @@
 // image and the CLI tests run.
 //   node scripts/bundle.mjs
 import { rmSync } from 'node:fs'
-import { pathToFileURL } from 'node:url'
 import { build } from 'esbuild'
 
-export const OUT_DIR = 'dist/app'
-export const ENTRY = `${OUT_DIR}/main.js`
+const OUT_DIR = 'dist/app'
 
 // Left to Node's loader, each for a reason. (Everything else is linked, which is why the code imports
 // CommonJS packages statically: a dynamic import() of a linked CommonJS package yields only its
@@ -28,25 +26,22 @@ const EXTERNAL = [
   'utf-8-validate',
 ]
 
-export async function bundle() {
-  rmSync(OUT_DIR, { recursive: true, force: true })
-  await build({
-    entryPoints: { main: 'dist/cli/main.js' },
-    outdir: OUT_DIR,
-    bundle: true,
-    // Each command's parts stay loaded on demand (`flowgate flows` does not load the gateway).
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    external: EXTERNAL,
-    // Linked CommonJS packages call require() for Node's own modules.
-    banner: { js: "import { createRequire as __flowgateRequire } from 'node:module'; const require = __flowgateRequire(import.meta.url);" },
-    // Stack traces map back to the TypeScript under `node --enable-source-maps`.
-    sourcemap: 'linked',
-    legalComments: 'none',
-    logLevel: 'warning',
-  })
-}
+rmSync(OUT_DIR, { recursive: true, force: true })
+await build({
+  entryPoints: { main: 'dist/cli/main.js' },
+  outdir: OUT_DIR,
+  bundle: true,
+  // Each command's parts stay loaded on demand (`flowgate flows` does not load the gateway).
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  external: EXTERNAL,
+  // Linked CommonJS packages call require() for Node's own modules.
+  banner: { js: "import { createRequire as __flowgateRequire } from 'node:module'; const require = __flowgateRequire(import.meta.url);" },
+  // Stack traces map back to the TypeScript under `node --enable-source-maps`.
+  sourcemap: 'linked',
+  legalComments: 'none',
+  logLevel: 'warning',
+})
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await bundle()
